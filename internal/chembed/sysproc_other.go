@@ -1,0 +1,9 @@
+//go:build !linux
+
+package chembed
+
+import "syscall"
+
+func childSysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}
