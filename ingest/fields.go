@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"encoding/binary"
 	"math"
 	"net/netip"
 	"strconv"
@@ -170,18 +171,55 @@ func parseUint(b []byte) (uint64, bool) {
 	if len(b) == 0 || len(b) > 20 {
 		return 0, false
 	}
+	if len(b) <= 16 && cap(b) >= 8 {
+		if len(b) <= 8 {
+			return parse8(b)
+		}
+		hi, ok1 := parse8(b[:len(b)-8])
+		lo, ok2 := parse8(b[len(b)-8:])
+		return hi*100_000_000 + lo, ok1 && ok2
+	}
 	var n uint64
+	if len(b) < 20 {
+		// 19 digits cannot overflow, so the common case skips the
+		// per-digit overflow test.
+		for _, c := range b {
+			d := uint64(c - '0')
+			if d > 9 {
+				return 0, false
+			}
+			n = n*10 + d
+		}
+		return n, true
+	}
 	for _, c := range b {
 		d := uint64(c - '0')
-		if d > 9 {
-			return 0, false
-		}
-		if n > (math.MaxUint64-d)/10 {
+		if d > 9 || n > (math.MaxUint64-d)/10 {
 			return 0, false
 		}
 		n = n*10 + d
 	}
 	return n, true
+}
+
+// parse8 parses 1 to 8 decimal digits in a few multiplications instead of
+// a loop whose unpredictable length costs a branch misprediction per
+// number (Lemire, "Fast integer parsing", SWAR variant). It reads the
+// 8 bytes from b's start, which b's capacity must hold: a field of a line
+// is followed by the rest of the line buffer, and bytes past len(b) are
+// shifted out before use.
+func parse8(b []byte) (uint64, bool) {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	x := binary.LittleEndian.Uint64(b[:8]) - 0x30*lo
+	x <<= 64 - 8*uint(len(b)) // drop the bytes past the number; zeros are digit 0
+	// A byte is a digit if it neither wrapped below 0 nor reaches 10.
+	if (x|(x+0x76*lo))&hi != 0 {
+		return 0, false
+	}
+	x = (x & 0x0f0f0f0f0f0f0f0f) * 2561 >> 8
+	x = (x & 0x00ff00ff00ff00ff) * 6553601 >> 16
+	x = (x & 0x0000ffff0000ffff) * 42949672960001 >> 32
+	return x, true
 }
 
 // maxSeconds bounds the integer part of times and durations so that their
@@ -195,6 +233,15 @@ const maxSeconds = 9_000_000_000
 // time; digits past the sixth are truncated. Exponent notation, which JSON
 // permits but Zeek does not write, falls back to strconv.
 func parseMicros(b []byte) (int64, bool) {
+	// Zeek writes exactly six fraction digits; parse both parts without
+	// a loop when it does.
+	if dot := len(b) - 7; dot > 0 && b[dot] == '.' && b[0] != '-' {
+		sec, ok1 := parseUint(b[:dot])
+		frac, ok2 := parseUint(b[dot+1:])
+		if ok1 && ok2 && sec <= maxSeconds {
+			return int64(sec)*1_000_000 + int64(frac), true
+		}
+	}
 	neg := false
 	if len(b) > 0 && b[0] == '-' {
 		neg = true
@@ -391,32 +438,48 @@ func parseAddr(b []byte) (netip.Addr, bool) {
 }
 
 func parseIPv4(b []byte) (netip.Addr, bool) {
+	if len(b) < 7 || len(b) > 15 {
+		return netip.Addr{}, false
+	}
 	var ip [4]byte
-	part, n := 0, 0
-	val := 0
-	for i := 0; i <= len(b); i++ {
-		if i == len(b) || b[i] == '.' {
-			// Leading zeros are ambiguous (octal in some parsers), so netip
-			// rejects them and so do we.
-			if n == 0 || (n > 1 && b[i-n] == '0') || part > 3 {
+	i := 0
+	for k := range ip {
+		if k > 0 {
+			if b[i] != '.' {
 				return netip.Addr{}, false
 			}
-			ip[part] = byte(val)
-			part++
-			n, val = 0, 0
-			continue
+			i++
 		}
-		c := b[i] - '0'
-		if c > 9 {
+		if i >= len(b) {
 			return netip.Addr{}, false
 		}
-		val = val*10 + int(c)
-		n++
-		if val > 255 {
+		v := uint(b[i] - '0')
+		if v > 9 {
+			return netip.Addr{}, false
+		}
+		i++
+		for n := 1; n < 3 && i < len(b); n++ {
+			d := uint(b[i] - '0')
+			if d > 9 {
+				break
+			}
+			// Leading zeros are ambiguous (octal in some parsers), so
+			// netip rejects them and so do we.
+			if v == 0 {
+				return netip.Addr{}, false
+			}
+			v = v*10 + d
+			i++
+		}
+		if v > 255 {
+			return netip.Addr{}, false
+		}
+		ip[k] = byte(v)
+		if i >= len(b) && k < 3 {
 			return netip.Addr{}, false
 		}
 	}
-	if part != 4 {
+	if i != len(b) {
 		return netip.Addr{}, false
 	}
 	return netip.AddrFrom4(ip), true
@@ -494,24 +557,32 @@ func parseTF(b []byte) (Tristate, bool) {
 // Strings end up in protobuf string fields, which must be valid UTF-8, and
 // in analysts' terminals, where control characters are an attack.
 func printable(b []byte) bool {
-	ascii := true
-	for _, c := range b {
-		if c < 0x20 || c == 0x7f {
-			return false
-		}
-		if c >= 0x80 {
-			ascii = false
+	// Eight bytes per step: any byte below 0x20, equal to 0x7f or with
+	// the high bit set leaves the ASCII fast path.
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		del := x ^ (0x7f * lo)
+		if ((x-0x20*lo)|(del-lo)|x)&hi != 0 {
+			return printableSlow(b)
 		}
 	}
-	if ascii {
-		return true
+	for ; i < len(b); i++ {
+		if c := b[i]; c < 0x20 || c >= 0x7f {
+			return printableSlow(b)
+		}
 	}
+	return true
+}
+
+func printableSlow(b []byte) bool {
 	for len(b) > 0 {
 		r, n := utf8.DecodeRune(b)
 		if r == utf8.RuneError && n <= 1 {
 			return false
 		}
-		if r >= 0x80 && r < 0xa0 { // C1 controls
+		if r < 0x20 || (r >= 0x7f && r < 0xa0) { // C0, DEL and C1 controls
 			return false
 		}
 		b = b[n:]
@@ -520,10 +591,13 @@ func printable(b []byte) bool {
 }
 
 // interner shares the few distinct service and history values between
-// records instead of allocating each. It is bounded so that hostile input
-// with endless distinct values costs allocations, not unbounded memory.
+// records instead of allocating each. A small direct-mapped cache in front
+// of the map answers most look-ups without hashing; the map is bounded so
+// that hostile input with endless distinct values costs allocations, not
+// unbounded memory.
 type interner struct {
-	m map[string]string
+	recent [256]string
+	m      map[string]string
 }
 
 const (
@@ -538,15 +612,20 @@ func (in *interner) get(b []byte) string {
 	if len(b) > internMaxLen {
 		return string(b)
 	}
-	if s, ok := in.m[string(b)]; ok {
-		return s
+	slot := &in.recent[(len(b)*31+int(b[0])*7+int(b[len(b)-1]))&0xff]
+	if *slot == string(b) {
+		return *slot
 	}
-	s := string(b)
-	if in.m == nil {
-		in.m = make(map[string]string, 64)
+	s, ok := in.m[string(b)]
+	if !ok {
+		s = string(b)
+		if in.m == nil {
+			in.m = make(map[string]string, 64)
+		}
+		if len(in.m) < internMaxEntries {
+			in.m[s] = s
+		}
 	}
-	if len(in.m) < internMaxEntries {
-		in.m[s] = s
-	}
+	*slot = s
 	return s
 }
