@@ -133,7 +133,7 @@ func TestStreamAcksAfterStoreWithRejections(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := batch(1, 5)
-	b.Events[2].RespH = []byte{1, 2, 3}    // bad address
+	b.Events[2].RespH = []byte{1, 2, 3}   // bad address
 	b.Events[4].TsUs = 253402300799000000 // year 9999
 	if err := st.Send(b); err != nil {
 		t.Fatal(err)
