@@ -46,7 +46,8 @@ const (
 	fIsOutbound
 	fProtocol
 
-	fID // Zeek JSON's nested "id" object
+	fID   // Zeek JSON's nested "id" object
+	fPath // Zeek JSON's "_path": which log the record belongs to
 	numFields
 )
 
@@ -62,7 +63,7 @@ var fieldNames = [numFields]string{
 	fRespPkts: "resp_pkts", fRespIPBytes: "resp_ip_bytes",
 	fEventTime: "event_time", fSrcIP: "src_ip", fDstIP: "dest_ip", fSrcPort: "src_port",
 	fDstPort: "dest_port", fBytesTransferred: "bytes_transferred", fIsOutbound: "is_outbound",
-	fProtocol: "protocol", fID: "id",
+	fProtocol: "protocol", fID: "id", fPath: "_path",
 }
 
 func (f field) String() string {
@@ -146,6 +147,8 @@ func jsonField(name []byte) field {
 		return fProtocol
 	case "id":
 		return fID
+	case "_path":
+		return fPath
 	}
 	return fNone
 }

@@ -1,7 +1,9 @@
 package ingest
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -30,6 +32,10 @@ const (
 )
 
 func (p *jsonScanner) skipWS() {
+	// Zeek writes no whitespace: settle that case without the loop.
+	if p.i < len(p.b) && p.b[p.i] > ' ' {
+		return
+	}
 	for p.i < len(p.b) {
 		switch p.b[p.i] {
 		case ' ', '\t', '\r', '\n':
@@ -52,21 +58,43 @@ func (p *jsonScanner) str(scratch *[]byte) ([]byte, error) {
 	}
 	p.i++
 	start := p.i
-	for p.i < len(p.b) {
-		c := p.b[p.i]
-		switch {
-		case c == '"':
-			s := p.b[start:p.i]
-			p.i++
-			return s, nil
-		case c == '\\':
-			return p.strEscaped(start, scratch)
-		case c < 0x20:
-			return nil, p.syntax("control character in string")
-		}
-		p.i++
+	p.i = stringSpecial(p.b, p.i)
+	if p.i >= len(p.b) {
+		return nil, p.syntax("unterminated string")
 	}
-	return nil, p.syntax("unterminated string")
+	switch c := p.b[p.i]; {
+	case c == '"':
+		s := p.b[start:p.i]
+		p.i++
+		return s, nil
+	case c == '\\':
+		return p.strEscaped(start, scratch)
+	}
+	return nil, p.syntax("control character in string")
+}
+
+// stringSpecial returns the index of the first byte at or after i that
+// ends the plain run of a JSON string ('"', '\\' or a control character),
+// or len(b). It tests eight bytes per step with the zero-byte and
+// less-than tricks of Bit Twiddling Hacks; their false positives only
+// occur above a true match, so the lowest flagged byte is exact.
+func stringSpecial(b []byte, i int) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
+		q := x ^ ('"' * lo)
+		bs := x ^ ('\\' * lo)
+		t := ((q - lo) &^ q) | ((bs - lo) &^ bs) | ((x - 0x20*lo) &^ x)
+		if t &= hi; t != 0 {
+			return i + bits.TrailingZeros64(t)>>3
+		}
+	}
+	for ; i < len(b); i++ {
+		if c := b[i]; c == '"' || c == '\\' || c < 0x20 {
+			return i
+		}
+	}
+	return i
 }
 
 func (p *jsonScanner) strEscaped(start int, scratch *[]byte) ([]byte, error) {
@@ -285,6 +313,65 @@ func (r *FileReader) parseJSON(c *Conn, b []byte) (ok bool, err error) {
 	return true, r.finishJSON(c, &rec)
 }
 
+// keyHint is a key as the previous record spelled it, with its ':'.
+type keyHint struct {
+	raw []byte
+	f   field
+}
+
+// maxKeyHints bounds the remembered keys; conn records have about 20.
+const maxKeyHints = 48
+
+// jsonKey reads the *kp-th key of a top-level object and its ':', and
+// moves *kp to the hint it matched. A log's
+// records repeat their keys in the same order, so the key the previous
+// record had at this position (or a few after it, when Zeek omitted unset
+// fields) is compared as raw bytes first; only a miss pays for scanning
+// and looking up the key, and teaches the hints the new spelling.
+func (r *FileReader) jsonKey(p *jsonScanner, kp *int) (field, error) {
+	k := *kp
+	rest := p.b[p.i:]
+	for j := k; j < len(r.keyHints) && j <= k+3; j++ {
+		h := &r.keyHints[j]
+		if len(rest) >= len(h.raw) && string(rest[:len(h.raw)]) == string(h.raw) {
+			p.i += len(h.raw)
+			*kp = j
+			return h.f, nil
+		}
+	}
+	start := p.i
+	key, err := p.str(&r.scratch)
+	if err != nil {
+		return fNone, err
+	}
+	f := jsonField(key)
+	// Only a plain spelling ("key": with no escapes or spaces) can be
+	// matched byte for byte later.
+	plain := p.i-start == len(key)+2 && p.i < len(p.b) && p.b[p.i] == ':'
+	if err := p.colon(); err != nil {
+		return fNone, err
+	}
+	if plain && k < maxKeyHints {
+		if k < len(r.keyHints) {
+			r.keyHints[k].raw = append(r.keyHints[k].raw[:0], p.b[start:p.i]...)
+			r.keyHints[k].f = f
+		} else if k == len(r.keyHints) {
+			r.keyHints = append(r.keyHints, keyHint{raw: append([]byte(nil), p.b[start:p.i]...), f: f})
+		}
+	}
+	return f, nil
+}
+
+// colon consumes the ':' after a key.
+func (p *jsonScanner) colon() error {
+	p.skipWS()
+	if p.i >= len(p.b) || p.b[p.i] != ':' {
+		return p.syntax("expected ':'")
+	}
+	p.i++
+	return nil
+}
+
 // jsonMembers reads the members of an object whose '{' has been consumed.
 // inID is set inside Zeek's nested "id" object.
 func (r *FileReader) jsonMembers(p *jsonScanner, c *Conn, rec *jsonRecord, inID bool) error {
@@ -293,25 +380,24 @@ func (r *FileReader) jsonMembers(p *jsonScanner, c *Conn, rec *jsonRecord, inID 
 		p.i++
 		return nil
 	}
-	for {
+	for k := 0; ; k++ {
 		p.skipWS()
-		key, err := p.str(&r.scratch)
-		if err != nil {
-			return err
-		}
 		var f field
-		isPath := false
 		if inID {
+			key, err := p.str(&r.scratch)
+			if err != nil {
+				return err
+			}
 			f = idField(key)
+			if err := p.colon(); err != nil {
+				return err
+			}
 		} else {
-			f = jsonField(key)
-			isPath = string(key) == "_path"
+			var err error
+			if f, err = r.jsonKey(p, &k); err != nil {
+				return err
+			}
 		}
-		p.skipWS()
-		if p.i >= len(p.b) || p.b[p.i] != ':' {
-			return p.syntax("expected ':'")
-		}
-		p.i++
 		p.skipWS()
 		switch {
 		case f == fID && p.i < len(p.b) && p.b[p.i] == '{':
@@ -319,7 +405,7 @@ func (r *FileReader) jsonMembers(p *jsonScanner, c *Conn, rec *jsonRecord, inID 
 			if err := r.jsonMembers(p, c, rec, true); err != nil {
 				return err
 			}
-		case isPath:
+		case f == fPath:
 			v, kind, err := p.scalar(&r.scratch)
 			if err != nil {
 				return err

@@ -104,6 +104,7 @@ type FileReader struct {
 	format   format
 	tsv      tsvHeader
 	scratch  []byte // decoded JSON strings with escapes
+	keyHints []keyHint
 	intern   interner
 	arr      arrayState
 	stats    ReadStats

@@ -3,8 +3,8 @@ package ingest
 import (
 	"bytes"
 	"encoding/binary"
-	"math/bits"
 	"fmt"
+	"math/bits"
 	"time"
 )
 
