@@ -427,3 +427,41 @@ func TestOpenStdin(t *testing.T) {
 		t.Fatalf("%d records, %v", len(got), err)
 	}
 }
+
+// TestDemoSample checks that the shared demo sample reads cleanly and that
+// its TSV and JSON forms hold the same records.
+func TestDemoSample(t *testing.T) {
+	read := func(name string) []Conn {
+		fr, c, err := OpenFile(name, ReaderOptions{Validator: testValidator()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var all []Conn
+		buf := make([]Conn, 0, 64)
+		for {
+			buf, err = fr.Read(buf[:0])
+			all = append(all, buf...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if s := fr.Stats(); s.Rejected != 0 {
+			t.Fatalf("%s: %d lines rejected", name, s.Rejected)
+		}
+		return all
+	}
+	tsv := read("../testdata/zeek/conn.sample.log")
+	js := read("../testdata/zeek/conn.sample.json")
+	if len(tsv) < 200 || len(tsv) != len(js) {
+		t.Fatalf("%d TSV records, %d JSON records", len(tsv), len(js))
+	}
+	for i := range tsv {
+		if tsv[i] != js[i] {
+			t.Fatalf("record %d differs:\n tsv %s\njson %s", i, render(&tsv[i]), render(&js[i]))
+		}
+	}
+}
