@@ -394,16 +394,16 @@ type batchRef struct {
 // connBuffer holds rows column by column, ready for Column(i).Append. Its
 // slices are reused from one INSERT to the next.
 type connBuffer struct {
-	ts                                            []time.Time
-	uid                                           []string
-	origH, respH                                  [][16]byte
-	origP, respP                                  []uint16
-	proto, service, connState, history, sensor    []string
-	duration                                      []float64
-	origBytes, respBytes, missedBytes             []uint64
-	origPkts, origIPBytes, respPkts, respIPBytes  []uint64
-	localOrig, localResp                          []*bool
-	yes, no                                       bool // what localOrig/localResp point at
+	ts                                           []time.Time
+	uid                                          []string
+	origH, respH                                 [][16]byte
+	origP, respP                                 []uint16
+	proto, service, connState, history, sensor   []string
+	duration                                     []float64
+	origBytes, respBytes, missedBytes            []uint64
+	origPkts, origIPBytes, respPkts, respIPBytes []uint64
+	localOrig, localResp                         []*bool
+	yes, no                                      bool // what localOrig/localResp point at
 
 	refs    []batchRef
 	waiters []chan struct{} // Flush calls waiting for this buffer
