@@ -289,13 +289,15 @@ func (s *Sender) session(ctx context.Context, queue <-chan *outBatch) (done bool
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- s.receive(st) }()
 
-	send := func(ob *outBatch, again bool) error {
+	send := func(ob *outBatch) error {
+		var again bool
 		s.mu.Lock()
 		_, unacked := s.pending[ob.msg.Seq]
 		if ob.session == id || !unacked { // sent in this session already, or acknowledged
 			s.mu.Unlock()
 			return nil
 		}
+		again = ob.session != 0 // sent before, in a broken session
 		ob.session = id
 		s.mu.Unlock()
 		if again {
@@ -304,7 +306,7 @@ func (s *Sender) session(ctx context.Context, queue <-chan *outBatch) (done bool
 		return st.Send(ob.msg)
 	}
 	for _, ob := range resend {
-		if err := send(ob, true); err != nil {
+		if err := send(ob); err != nil {
 			return false, s.streamError(err, recvErr)
 		}
 	}
@@ -329,7 +331,7 @@ func (s *Sender) session(ctx context.Context, queue <-chan *outBatch) (done bool
 				q = nil
 				continue
 			}
-			if err := send(ob, false); err != nil {
+			if err := send(ob); err != nil {
 				return false, s.streamError(err, recvErr)
 			}
 		case <-changed:
