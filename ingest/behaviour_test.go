@@ -465,3 +465,51 @@ func TestDemoSample(t *testing.T) {
 		}
 	}
 }
+
+// TestSeedSamples pins the facts of the reference samples that later
+// stages depend on (see shared/seed-samples/README.md).
+func TestSeedSamples(t *testing.T) {
+	read := func(name string) []Conn {
+		f, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		got, rejects, _, err := readAll(t, name, f, ReaderOptions{})
+		if err != nil || len(rejects) > 0 {
+			t.Fatalf("%s: %v, rejects %v", name, err, rejects)
+		}
+		return got
+	}
+	lateral := read("testdata/seed/01-lateral-movement.json")
+	dsts, ports := map[string]bool{}, map[uint16]bool{}
+	for _, c := range lateral {
+		if c.OrigH.String() != "10.0.0.5" {
+			t.Errorf("lateral source %s", c.OrigH)
+		}
+		dsts[c.RespH.String()] = true
+		ports[c.RespP] = true
+	}
+	if len(lateral) != 40 || len(dsts) != 40 || len(ports) != 24 {
+		t.Errorf("lateral: %d events, %d destinations, %d ports; want 40, 40, 24", len(lateral), len(dsts), len(ports))
+	}
+	if first, last := lateral[0].Time(), lateral[39].Time(); first != time.Date(2025, 1, 29, 10, 15, 1, 0, time.UTC) || last.Sub(first) != 39*time.Second {
+		t.Errorf("lateral spans %s to %s", first, last)
+	}
+
+	exfil := read("testdata/seed/07-large-volume-exfiltration.json")
+	var out, staged uint64
+	for _, c := range exfil {
+		if c.OrigH.String() != "10.100.50.25" {
+			continue
+		}
+		out += c.OrigBytes
+		staged += c.RespBytes
+		if c.OrigBytes > 0 && c.Service != "https" || c.RespBytes > 0 && c.Service != "smb" {
+			t.Errorf("exfil record %s", render(&c))
+		}
+	}
+	if len(exfil) != 10 || out != 2_200_000_000 || staged != 1_100_000_000 {
+		t.Errorf("exfil: %d events, %d bytes out, %d staged; want 10, 2.2 GB, 1.1 GB", len(exfil), out, staged)
+	}
+}

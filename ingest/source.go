@@ -20,12 +20,18 @@ type source struct {
 	offset int64 // bytes consumed so far
 }
 
-const minBufSize = 256 << 10
+// The buffer starts small so that small inputs (a JSON sample, one gRPC
+// test file, a fuzz case) stay cheap, and grows to minBufSize on the first
+// refill: a file that needs one needs many, and large reads amortise the
+// system calls. It grows further only for a line longer than that, up to
+// the line limit.
+const (
+	startBufSize = 16 << 10
+	minBufSize   = 256 << 10
+)
 
 func newSource(r io.Reader, max int) *source {
-	// The buffer grows on demand up to max+1 bytes: most files never need
-	// more than the minimum, whatever the limit.
-	return &source{r: r, buf: make([]byte, minBufSize), max: max}
+	return &source{r: r, buf: make([]byte, startBufSize), max: max}
 }
 
 // fill reads more data after compacting the buffer, growing it while it is
@@ -38,6 +44,11 @@ func (s *source) fill() bool {
 	if s.pos > 0 {
 		n := copy(s.buf, s.buf[s.pos:s.end])
 		s.pos, s.end = 0, n
+	}
+	if s.offset > 0 && len(s.buf) < minBufSize {
+		nb := make([]byte, minBufSize)
+		copy(nb, s.buf[:s.end])
+		s.buf = nb
 	}
 	if s.end == len(s.buf) {
 		want := len(s.buf) * 2
