@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ndr-go/ndr/internal/chtest"
+	"github.com/ndr-go/ndr/internal/store"
+)
+
+func TestMain(m *testing.M) { chtest.Main(m) }
+
+// syncBuffer is a bytes.Buffer safe to read while a command writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func env(extra map[string]string) func(string) string {
+	return func(k string) string { return extra[k] }
+}
+
+// runCmd runs an ndr command in-process and returns its exit code and output.
+func runCmd(ctx context.Context, args ...string) (int, string, string) {
+	var out, errOut syncBuffer
+	code := run(ctx, args, strings.NewReader(""), &out, &errOut, env(nil))
+	return code, out.String(), errOut.String()
+}
+
+const zeekHeader = "#separator \\x09\n#set_separator\t,\n#empty_field\t(empty)\n#unset_field\t-\n#path\tconn\n#open\t2026-03-02-09-00-00\n" +
+	"#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tduration\torig_bytes\tresp_bytes\tconn_state\tlocal_orig\tlocal_resp\tmissed_bytes\thistory\torig_pkts\torig_ip_bytes\tresp_pkts\tresp_ip_bytes\ttunnel_parents\n" +
+	"#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tstring\tinterval\tcount\tcount\tstring\tbool\tbool\tcount\tstring\tcount\tcount\tcount\tcount\tset[string]\n"
+
+// writeConnLog writes n valid rows and the given bad rows (inserted every
+// n/len(bad) rows) and returns the path and the bad rows' line numbers.
+func writeConnLog(t *testing.T, n int, bad []string) (string, []int) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString(zeekHeader)
+	line := strings.Count(zeekHeader, "\n")
+	var badLines []int
+	every := n / (len(bad) + 1)
+	for i := range n {
+		if len(bad) > 0 && i > 0 && i%every == 0 && len(badLines) < len(bad) {
+			b.WriteString(bad[len(badLines)] + "\n")
+			line++
+			badLines = append(badLines, line)
+		}
+		fmt.Fprintf(&b, "%d.%06d\tCe2e%07d\t10.1.%d.%d\t%d\t203.0.113.%d\t443\ttcp\tssl\t0.5\t%d\t%d\tSF\tT\tF\t0\tShADadFf\t5\t600\t6\t9000\t(empty)\n",
+			1772442000+i/100, i%100*10000, i, i/250%250, i%250+1, 40000+i%20000, i%200+1, 100+i, 8000+i)
+		line++
+	}
+	b.WriteString("#close\t2026-03-02-10-00-00\n")
+	path := filepath.Join(t.TempDir(), "conn.log")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, badLines
+}
+
+var badRows = []string{
+	"1772442000.1\tCbad1\tnot-an-ip\t1\t203.0.113.1\t443\ttcp\tssl\t0.5\t1\t1\tSF\tT\tF\t0\tS\t1\t1\t1\t1\t(empty)",
+	"1772442000.1\tCbad2\t10.1.1.1\t1\t203.0.113.1\t99999\ttcp\tssl\t0.5\t1\t1\tSF\tT\tF\t0\tS\t1\t1\t1\t1\t(empty)",
+	"1772442000.1\tCbad3\t10.1.1.1\t1\t203.0.113.1\t443\ttcp\tssl\tnan\t1\t1\tSF\tT\tF\t0\tS\t1\t1\t1\t1\t(empty)",
+	"253402300799.0\tCbad4\t10.1.1.1\t1\t203.0.113.1\t443\ttcp\tssl\t0.5\t1\t1\tSF\tT\tF\t0\tS\t1\t1\t1\t1\t(empty)",
+}
+
+// TestServeSendStoresEveryValidRowOnce is the issue's end-to-end check: a
+// file sent through a real `ndr serve` lands every valid row in ndr.conn
+// exactly once and reports every bad row by file and line.
+func TestServeSendStoresEveryValidRowOnce(t *testing.T) {
+	const valid = 20_000
+	path, badLines := writeConnLog(t, valid, badRows)
+	dsn := chtest.NewDatabase(t)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	var serveOut, serveErr syncBuffer
+	served := make(chan int, 1)
+	go func() {
+		served <- run(ctx, []string{"serve", "--grpc-addr", "127.0.0.1:0", "--clickhouse", dsn, "--flush-interval", "200ms"},
+			strings.NewReader(""), &serveOut, &serveErr, env(nil))
+	}()
+	addr := waitForAddr(t, &serveOut, served)
+
+	code, out, errOut := runCmd(t.Context(), "send", "--addr", addr, "--batch-size", "1000", "--progress", "0", path)
+	if code != exitRejected {
+		t.Fatalf("send exit %d, want %d (rejections)\nstdout:\n%s\nstderr:\n%s", code, exitRejected, out, errOut)
+	}
+	for _, ln := range badLines {
+		if want := fmt.Sprintf("%s:%d:", path, ln); !strings.Contains(errOut, want) {
+			t.Errorf("bad line %d not reported as %q; stderr:\n%s", ln, want, errOut)
+		}
+	}
+	for _, field := range []string{"id.orig_h", "id.resp_p", "duration", "ts"} {
+		if !strings.Contains(errOut, field) {
+			t.Errorf("rejection reasons do not name field %s; stderr:\n%s", field, errOut)
+		}
+	}
+	if !strings.Contains(out, fmt.Sprintf("stored %d", valid)) || !strings.Contains(out, "bad lines 4") {
+		t.Errorf("summary does not say %d stored and 4 bad lines:\n%s", valid, out)
+	}
+
+	st := openTestStore(t, dsn)
+	var rows, uids uint64
+	if err := st.QueryRow(t.Context(), "SELECT count(), uniqExact(uid) FROM conn").Scan(&rows, &uids); err != nil {
+		t.Fatal(err)
+	}
+	if rows != valid || uids != valid {
+		t.Fatalf("ndr.conn holds %d rows with %d distinct uids, want %d of each", rows, uids, valid)
+	}
+	var bad uint64
+	if err := st.QueryRow(t.Context(), "SELECT count() FROM conn WHERE uid LIKE 'Cbad%'").Scan(&bad); err != nil || bad != 0 {
+		t.Fatalf("bad rows stored: %d (%v)", bad, err)
+	}
+
+	cancel()
+	select {
+	case code := <-served:
+		if code != exitOK {
+			t.Fatalf("serve exit %d\n%s", code, serveErr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+}
+
+var addrRE = regexp.MustCompile(`gRPC on (127\.0\.0\.1:\d+)`)
+
+func waitForAddr(t *testing.T, out *syncBuffer, exited <-chan int) string {
+	t.Helper()
+	deadline := time.After(60 * time.Second)
+	for {
+		if m := addrRE.FindStringSubmatch(out.String()); m != nil {
+			return m[1]
+		}
+		select {
+		case code := <-exited:
+			t.Fatalf("serve exited with %d before listening:\n%s", code, out.String())
+		case <-deadline:
+			t.Fatalf("serve did not report its address:\n%s", out.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+func openTestStore(t *testing.T, dsn string) *store.Store {
+	t.Helper()
+	cfg := store.Default()
+	cfg.DSN = dsn
+	st, err := store.Open(t.Context(), cfg, chtest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func TestReplayNoStore(t *testing.T) {
+	path, _ := writeConnLog(t, 3000, badRows[:1])
+	code, out, errOut := runCmd(t.Context(), "replay", "--no-store", path)
+	if code != exitRejected {
+		t.Fatalf("exit %d, want %d\n%s\n%s", code, exitRejected, out, errOut)
+	}
+	if !strings.Contains(out, "replayed 3000 events") || !strings.Contains(out, "1 bad lines") {
+		t.Fatalf("summary:\n%s", out)
+	}
+}
+
+func TestReplayStoresReferenceSamples(t *testing.T) {
+	dsn := chtest.NewDatabase(t)
+	code, out, errOut := runCmd(t.Context(), "replay", "--clickhouse", dsn, "../../testdata/reference", "../../testdata/zeek/conn.sample.log")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	st := openTestStore(t, dsn)
+	var n uint64
+	if err := st.QueryRow(t.Context(), "SELECT count() FROM conn WHERE sensor = 'replay'").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	var sample int
+	b, _ := os.ReadFile("../../testdata/zeek/conn.sample.log")
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" && !strings.HasPrefix(l, "#") {
+			sample++
+		}
+	}
+	if want := uint64(40 + 10 + sample); n != want {
+		t.Fatalf("stored %d rows, want %d", n, want)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{nil, exitUsage},
+		{[]string{"nope"}, exitUsage},
+		{[]string{"send"}, exitUsage},
+		{[]string{"send", "--batch-size", "x", "f"}, exitUsage},
+		{[]string{"replay", "--no-store", "/does/not/exist"}, exitError},
+		{[]string{"serve", "--tls-cert", "a.pem"}, exitUsage},
+		{[]string{"version"}, exitOK},
+	} {
+		if code, _, errOut := runCmd(t.Context(), tc.args...); code != tc.code {
+			t.Errorf("ndr %v: exit %d, want %d\n%s", tc.args, code, tc.code, errOut)
+		}
+	}
+}
