@@ -61,6 +61,9 @@ func (e *LineError) Error() string {
 	if e.Elem > 0 {
 		s += "element " + strconv.Itoa(e.Elem) + ": "
 	}
+	if e.Err == nil {
+		return s + "rejected"
+	}
 	return s + e.Err.Error()
 }
 
