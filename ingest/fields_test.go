@@ -80,7 +80,6 @@ func TestParseMicros(t *testing.T) {
 	}
 }
 
-
 func TestParseTime(t *testing.T) {
 	for _, in := range []string{
 		"2025-01-29T10:15:01Z", "2024-01-01T10:00:00.123456Z", "2024-02-29T23:59:59.999999Z",
@@ -216,4 +215,3 @@ func TestJSONSkip(t *testing.T) {
 		}
 	}
 }
-
