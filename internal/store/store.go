@@ -43,6 +43,9 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*Store, error) 
 		conn.Close()
 		return nil, fmt.Errorf("ping clickhouse: %w", err)
 	}
+	if v, err := conn.ServerVersion(); err == nil {
+		logger.Info("connected to clickhouse", "addr", opts.Addr, "database", db, "server", v.String())
+	}
 	if err := migrate(ctx, conn, db, migrationFiles(), logger); err != nil {
 		conn.Close()
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -172,7 +173,7 @@ func (w *ConnWriter) Write(ctx context.Context, b *ingest.Batch, done func(error
 	if err := w.acquireLocked(ctx); err != nil {
 		return err
 	}
-	w.cur.add(b, done)
+	w.cur.add(b, done, w.cfg.FlushRows)
 	if w.cur.rows() >= w.cfg.FlushRows {
 		w.handOffLocked()
 	}
@@ -417,8 +418,12 @@ func (b *connBuffer) rows() int { return len(b.ts) }
 // empty: nothing to insert and nobody to tell.
 func (b *connBuffer) empty() bool { return len(b.refs) == 0 && len(b.waiters) == 0 }
 
-func (b *connBuffer) add(batch *ingest.Batch, done func(error)) {
+func (b *connBuffer) add(batch *ingest.Batch, done func(error), flushRows int) {
 	b.refs = append(b.refs, batchRef{sensor: batch.Sensor, stream: batch.Stream, seq: batch.Seq, done: done})
+	if need := len(b.ts) + len(batch.Conns); need > cap(b.ts) {
+		// Size for a whole INSERT at once instead of growing by doubling.
+		b.grow(max(need, flushRows+len(batch.Conns)))
+	}
 	for i := range batch.Conns {
 		c := &batch.Conns[i]
 		b.ts = append(b.ts, time.UnixMicro(c.TS).UTC())
@@ -443,6 +448,22 @@ func (b *connBuffer) add(batch *ingest.Batch, done func(error)) {
 		b.respIPBytes = append(b.respIPBytes, c.RespIPBytes)
 		b.sensor = append(b.sensor, c.Sensor)
 	}
+}
+
+// grow makes room for n rows in every column.
+func (b *connBuffer) grow(n int) {
+	n -= len(b.ts)
+	b.ts = slices.Grow(b.ts, n)
+	b.uid = slices.Grow(b.uid, n)
+	b.origH, b.respH = slices.Grow(b.origH, n), slices.Grow(b.respH, n)
+	b.origP, b.respP = slices.Grow(b.origP, n), slices.Grow(b.respP, n)
+	b.proto, b.service = slices.Grow(b.proto, n), slices.Grow(b.service, n)
+	b.connState, b.history, b.sensor = slices.Grow(b.connState, n), slices.Grow(b.history, n), slices.Grow(b.sensor, n)
+	b.duration = slices.Grow(b.duration, n)
+	b.origBytes, b.respBytes, b.missedBytes = slices.Grow(b.origBytes, n), slices.Grow(b.respBytes, n), slices.Grow(b.missedBytes, n)
+	b.origPkts, b.origIPBytes = slices.Grow(b.origPkts, n), slices.Grow(b.origIPBytes, n)
+	b.respPkts, b.respIPBytes = slices.Grow(b.respPkts, n), slices.Grow(b.respIPBytes, n)
+	b.localOrig, b.localResp = slices.Grow(b.localOrig, n), slices.Grow(b.localResp, n)
 }
 
 func (b *connBuffer) tristate(t ingest.Tristate) *bool {
