@@ -1,8 +1,6 @@
 package ingest
 
 import (
-	"bytes"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -152,6 +150,3 @@ func diffLines(want, got string) string {
 	}
 	return sb.String()
 }
-
-var _ = bytes.MinRead
-var _ = errors.New
