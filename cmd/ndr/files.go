@@ -15,6 +15,8 @@ import (
 // file that cannot be read at all is an error.
 type fileSource struct {
 	paths    []string
+	onSkip   func(name string, err error)
+	skipped  int
 	opts     ingest.ReaderOptions
 	stdin    io.Reader
 	next     int
@@ -26,12 +28,14 @@ type fileSource struct {
 	mu sync.Mutex // guards stats reads from the progress goroutine
 }
 
-func newFileSource(args []string, opts ingest.ReaderOptions, stdin io.Reader) (*fileSource, error) {
+func newFileSource(args []string, opts ingest.ReaderOptions, env *environment) (*fileSource, error) {
 	paths, err := ingest.ExpandPaths(args)
 	if err != nil {
 		return nil, err
 	}
-	return &fileSource{paths: paths, opts: opts, stdin: stdin}, nil
+	return &fileSource{paths: paths, opts: opts, stdin: env.stdin, onSkip: func(name string, err error) {
+		env.log.Warn("skipping a file that is not a conn log", "file", name, "reason", err)
+	}}, nil
 }
 
 // Next fills b.Conns with up to max records and returns the current file's
@@ -42,10 +46,15 @@ func (s *fileSource) Next(b *ingest.Batch, max int) (string, error) {
 			if s.next == len(s.paths) {
 				return s.curName, io.EOF
 			}
-			if err := s.open(s.paths[s.next]); err != nil {
-				return s.paths[s.next], err
-			}
+			name := s.paths[s.next]
 			s.next++
+			if err := s.open(name); err != nil {
+				if errors.Is(err, ingest.ErrNotConnLog) {
+					s.skip(name, err)
+					continue
+				}
+				return name, err
+			}
 		}
 		if cap(b.Conns) < max {
 			grown := make([]ingest.Conn, len(b.Conns), max)
@@ -55,6 +64,12 @@ func (s *fileSource) Next(b *ingest.Batch, max int) (string, error) {
 		var err error
 		b.Conns, err = s.cur.Read(b.Conns[:len(b.Conns):max])
 		if errors.Is(err, io.EOF) {
+			s.closeCurrent()
+			continue
+		}
+		if errors.Is(err, ingest.ErrNotConnLog) {
+			// A Zeek directory holds dns.log, http.log...: not ours, not fatal.
+			s.skip(s.curName, err)
 			s.closeCurrent()
 			continue
 		}
@@ -96,6 +111,13 @@ func (s *fileSource) closeCurrent() {
 	s.finished.Bytes += st.Bytes
 	_ = s.closer.Close()
 	s.cur, s.closer = nil, nil
+}
+
+func (s *fileSource) skip(name string, err error) {
+	s.skipped++
+	if s.onSkip != nil {
+		s.onSkip(name, err)
+	}
 }
 
 // Close releases the open file, if any.

@@ -227,3 +227,18 @@ func TestUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestReplaySkipsOtherZeekLogs(t *testing.T) {
+	dir := t.TempDir()
+	conn, _ := writeConnLog(t, 100, nil)
+	b, _ := os.ReadFile(conn)
+	os.WriteFile(filepath.Join(dir, "conn.log"), b, 0o644)
+	os.WriteFile(filepath.Join(dir, "dns.log"), []byte(strings.Replace(zeekHeader, "#path\tconn", "#path\tdns", 1)+"1.0\tC1\n"), 0o644)
+	code, out, errOut := runCmd(t.Context(), "replay", "--no-store", dir)
+	if code != exitOK || !strings.Contains(out, "replayed 100 events from 2 files") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "dns.log") {
+		t.Fatalf("skipped dns.log not reported:\n%s", errOut)
+	}
+}

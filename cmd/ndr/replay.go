@@ -30,7 +30,7 @@ func runReplay(ctx context.Context, args []string, env *environment) error {
 	rejects := newRejectLog(env.stderr, 20)
 	src, err := newFileSource(fs.Args(), ingest.ReaderOptions{
 		Sensor: *sensor, OnReject: func(e *ingest.LineError) { rejects.add("%v", e) },
-	}, env.stdin)
+	}, env)
 	if err != nil {
 		return err
 	}

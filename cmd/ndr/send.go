@@ -41,7 +41,7 @@ func runSend(ctx context.Context, args []string, env *environment) error {
 	src, err := newFileSource(fs.Args(), ingest.ReaderOptions{
 		Sensor:   *sensor,
 		OnReject: func(e *ingest.LineError) { rejects.add("%v", e) },
-	}, env.stdin)
+	}, env)
 	if err != nil {
 		return err
 	}
