@@ -13,27 +13,31 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2"
 )
 
-// transientCodes are ClickHouse exception codes worth retrying: the
-// server is overloaded, busy, shutting down or lost a connection; the same
-// INSERT may succeed later.
-var transientCodes = map[int32]string{
-	3:   "UNEXPECTED_END_OF_FILE",
-	32:  "ATTEMPT_TO_READ_AFTER_EOF",
-	159: "TIMEOUT_EXCEEDED",
-	202: "TOO_MANY_SIMULTANEOUS_QUERIES",
-	203: "NO_FREE_CONNECTION",
-	209: "SOCKET_TIMEOUT",
-	210: "NETWORK_ERROR",
-	236: "ABORTED",
-	241: "MEMORY_LIMIT_EXCEEDED",
-	242: "TABLE_IS_READ_ONLY",
-	252: "TOO_MANY_PARTS",
-	285: "TOO_FEW_LIVE_REPLICAS",
-	319: "UNKNOWN_STATUS_OF_INSERT",
-	394: "QUERY_WAS_CANCELLED",
-	425: "SYSTEM_ERROR",
-	745: "SERVER_OVERLOADED",
-	999: "KEEPER_EXCEPTION",
+// transientCode reports whether a ClickHouse exception code is worth
+// retrying: the server is overloaded, busy, shutting down or lost a
+// connection, and the same INSERT may succeed later.
+func transientCode(code int32) bool {
+	switch code {
+	case 3, // UNEXPECTED_END_OF_FILE
+		32,  // ATTEMPT_TO_READ_AFTER_EOF
+		159, // TIMEOUT_EXCEEDED
+		202, // TOO_MANY_SIMULTANEOUS_QUERIES
+		203, // NO_FREE_CONNECTION
+		209, // SOCKET_TIMEOUT
+		210, // NETWORK_ERROR
+		236, // ABORTED
+		241, // MEMORY_LIMIT_EXCEEDED
+		242, // TABLE_IS_READ_ONLY
+		252, // TOO_MANY_PARTS
+		285, // TOO_FEW_LIVE_REPLICAS
+		319, // UNKNOWN_STATUS_OF_INSERT
+		394, // QUERY_WAS_CANCELLED
+		425, // SYSTEM_ERROR
+		745, // SERVER_OVERLOADED
+		999: // KEEPER_EXCEPTION
+		return true
+	}
+	return false
 }
 
 // Retryable reports whether err from an INSERT or query is transient: the
@@ -46,8 +50,7 @@ func Retryable(err error) bool {
 	}
 	var ex *clickhouse.Exception
 	if errors.As(err, &ex) {
-		_, ok := transientCodes[ex.Code]
-		return ok
+		return transientCode(ex.Code)
 	}
 	for _, target := range []error{
 		syscall.ECONNREFUSED, syscall.ECONNRESET, syscall.ECONNABORTED, syscall.EPIPE,

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
+
 	"github.com/ndr-go/ndr/ingest"
 	"github.com/ndr-go/ndr/internal/chtest"
 	"github.com/ndr-go/ndr/internal/store"
@@ -648,4 +650,6 @@ func TestRetryable(t *testing.T) {
 	f(context.Canceled, false)
 	f(context.DeadlineExceeded, false)
 	f(errors.New("code: 60, message: table does not exist"), false)
+	f(fmt.Errorf("insert: %w", &clickhouse.Exception{Code: 252, Name: "TOO_MANY_PARTS"}), true)
+	f(fmt.Errorf("insert: %w", &clickhouse.Exception{Code: 60, Name: "UNKNOWN_TABLE"}), false)
 }
