@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -50,6 +51,12 @@ func Retryable(err error) bool {
 	}
 	var ex *clickhouse.Exception
 	if errors.As(err, &ex) {
+		// 252 also reports an INSERT spanning more partitions (days of
+		// ts) than max_partitions_per_insert_block: the same INSERT fails
+		// again however often it is tried.
+		if ex.Code == 252 && strings.Contains(ex.Message, "partitions for single INSERT block") {
+			return false
+		}
 		return transientCode(ex.Code)
 	}
 	for _, target := range []error{

@@ -652,4 +652,31 @@ func TestRetryable(t *testing.T) {
 	f(errors.New("code: 60, message: table does not exist"), false)
 	f(fmt.Errorf("insert: %w", &clickhouse.Exception{Code: 252, Name: "TOO_MANY_PARTS"}), true)
 	f(fmt.Errorf("insert: %w", &clickhouse.Exception{Code: 60, Name: "UNKNOWN_TABLE"}), false)
+	f(&clickhouse.Exception{Code: 252, Message: "Too many partitions for single INSERT block (more than 100)."}, false)
+}
+
+// An INSERT spanning more days than max_partitions_per_insert_block (100)
+// fails the same way however often it is tried: report it at once.
+func TestWriterTooManyPartitions(t *testing.T) {
+	t.Parallel()
+	s := chtest.OpenStore(t)
+	w := startWriter(t, s, writerConfig(), store.WriterHooks{})
+	conns := testConns(101, "s")
+	for i := range conns {
+		conns[i].TS = time.Date(2011, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, i).UnixMicro()
+	}
+	rec := newDoneRecorder()
+	if err := w.Write(t.Context(), batch("s", "replay", 1, conns), rec.done("b1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	err := rec.result(t, "b1")
+	if err == nil || store.Retryable(err) {
+		t.Errorf("done(%v), want a permanent error", err)
+	}
+	if st := w.Stats(); st.Retries != 0 {
+		t.Errorf("%d retries of an INSERT that cannot succeed", st.Retries)
+	}
 }
