@@ -1,0 +1,773 @@
+package features
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/bits"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/ndr-go/ndr/ingest"
+)
+
+// Emitter receives what each closed window produces. Scoring implements
+// it; the engine calls it from the goroutine that calls Process or Flush.
+type Emitter interface {
+	// Emit hands over one WindowOutput.
+	//
+	// Ownership: out.Hosts and out.Pairs belong to the engine and are
+	// released when Emit returns; a consumer that keeps them (or any
+	// array or buffer inside them) past the call must Retain them and
+	// Release them later. out itself is not reused, and out.Signals,
+	// with everything it points to, belongs to the consumer.
+	//
+	// An error stops Process (or Flush), which returns it wrapped; the
+	// output is not emitted again.
+	Emit(ctx context.Context, out *WindowOutput) error
+}
+
+// EmitterFunc adapts a function to Emitter.
+type EmitterFunc func(ctx context.Context, out *WindowOutput) error
+
+// Emit calls f.
+func (f EmitterFunc) Emit(ctx context.Context, out *WindowOutput) error { return f(ctx, out) }
+
+// WindowOutput is everything that closed when the watermark passed End.
+// Hopping and tumbling windows here all end at End; sessions ended in
+// (End - pair pane, End]. Nothing is emitted for a tick with no row and no
+// signal.
+type WindowOutput struct {
+	// End is the tick, µs since the epoch.
+	End int64
+	// Watermark is the engine's watermark when the output was produced
+	// (at or past End).
+	Watermark int64
+	// Hosts holds host_features rows (HostSchema), Pairs pair_features rows
+	// (PairSchema). Both are non-nil and may have zero rows. Rows are
+	// sorted by window length, then addresses and port.
+	Hosts arrow.Record
+	Pairs arrow.Record
+	// Signals evaluated from those rows, sorted by type (declaration
+	// order), source, destination, port and window start.
+	Signals []Signal
+}
+
+// Errors of NewEngine.
+var (
+	// ErrNilEmitter: NewEngine needs somewhere to send windows.
+	ErrNilEmitter = errors.New("features: nil emitter")
+)
+
+// Stats are counters since NewEngine, and the current state size.
+type Stats struct {
+	// Events is every Conn given to Process.
+	Events uint64
+	// Invalid: unusable event time (outside the engine's range) or
+	// originator address.
+	Invalid uint64
+	// External: the originator is not internal; such connections feed no
+	// state (signals are about internal hosts).
+	External uint64
+	// LateHost and LatePair: events whose pane of that kind had already
+	// closed when they arrived, ignored by that kind's windows. An event
+	// is late for pairs (30 s panes by default) no sooner than for hosts.
+	LateHost uint64
+	LatePair uint64
+
+	Windows  uint64 // WindowOutputs emitted
+	HostRows uint64
+	PairRows uint64
+	Signals  uint64
+	// SignalsSuppressed: repeats in overlapping windows, see
+	// Output.SuppressRepeats.
+	SignalsSuppressed uint64
+
+	Hosts, Pairs, Addresses int // tracked now
+	HostPanes, PairPanes    int
+
+	HostsEvictedIdle, PairsEvictedIdle uint64
+	HostsEvictedCap, PairsEvictedCap   uint64
+	HostsRefused, PairsRefused         uint64
+	// SetOverflows: distinct set elements refused at
+	// Limits.MaxSetElements.
+	SetOverflows uint64
+	// AddressesRefused: the address table (2^24 ids) was full.
+	AddressesRefused uint64
+
+	// Watermark is the newest event time minus the allowed lateness
+	// (math.MinInt64 before the first event).
+	Watermark int64
+}
+
+// timeBase is 2000-01-01T00:00:00Z: pane indices are int32 counts of panes
+// from it, which covers ±68 years even for one-second panes.
+const timeBase = 946684800 * int64(time.Second/time.Microsecond)
+
+// Engine is Layer 1: it turns connections into window rows and signals.
+//
+// An Engine is owned by one goroutine: Process, Flush, Stats and Memory
+// must not be called concurrently (it is not goroutine-safe, like a
+// Prometheus Appender). Time is event time only: windows close when the
+// watermark (the newest event time seen minus the allowed lateness)
+// passes their end, so a replayed file and a live stream of the same
+// events, in any order within the lateness, give the same outputs.
+type Engine struct {
+	cfg       Config
+	emit      Emitter
+	log       *slog.Logger
+	alloc     memory.Allocator
+	baselines Baselines
+
+	g             geometry
+	geo           setGeom
+	lateness      int64
+	endTime       bool
+	local4        []prefix4
+	local6        []netip.Prefix
+	privPorts     portSet
+	privService   [maxPorts]uint64
+	stagingPorts  portSet
+	hostBase      int64 // pane index of timeBase, host kind
+	pairBase      int64
+	hostKeepPanes int64
+	hostKeepSpan  int64
+	pairKeepPanes int64
+	hotMin        int
+	minT, maxT    int64
+	maxSpecSize   int64
+
+	hostShapes []hostShape
+	pairShapes []pairShape
+	hostSpecs  []hostSpec
+	pairSpecs  []pairSpec
+
+	maxTS    int64
+	wm       int64
+	nextTick int64
+	lastTick int64
+
+	addrs addrTable
+
+	hosts      []host
+	hostFree   []int32
+	nHosts     int
+	hpanes     []hostPane
+	hpFree     int32
+	nHostPanes int
+
+	pairs      []pair
+	pairFree   []int32
+	nPairs     int
+	pairIDs    map[uint64]int32
+	ppanes     []pairPane
+	ppFree     int32
+	nPairPanes int
+	plog       []pairLogSlot
+	hot        []hotRef
+	sweep      int
+
+	hostRows      []hostRow
+	pairRows      []pairRow
+	signals       []Signal
+	supp          map[suppKey]suppState
+	nextSuppSweep int64
+
+	hostRB, pairRB *array.RecordBuilder
+
+	// scratch, reused
+	dueShapes    []int
+	shapeMasks   [][]uint64
+	scratchMask  []uint64
+	scratchAggs  []hostAgg
+	portHosts    [][]uint32
+	portTouched  [][]uint16
+	scratchTS    []int64
+	scratchLog   []pairLogEntry
+	scratchPanes []int32
+	scratchSrc   []uint32
+
+	stats       Stats
+	overflowLog eventLimiter
+	lateLog     eventLimiter
+}
+
+type prefix4 struct{ net, mask uint32 }
+
+// NewEngine validates cfg and returns an engine that sends closed windows
+// to emit. logger may be nil (discard); alloc may be nil
+// (memory.DefaultAllocator). Call SetBaselines before the first Process
+// to use per-host baselines.
+func NewEngine(cfg Config, emit Emitter, logger *slog.Logger, alloc memory.Allocator) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if emit == nil {
+		return nil, ErrNilEmitter
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if alloc == nil {
+		alloc = memory.DefaultAllocator
+	}
+	e := &Engine{
+		cfg: cfg, emit: emit, log: logger.With("component", "features"), alloc: alloc,
+		g:        cfg.geometry(),
+		lateness: cfg.AllowedLateness.micros(),
+		endTime:  cfg.EventTime == EventTimeEnd,
+		maxTS:    math.MinInt64, wm: math.MinInt64, nextTick: math.MinInt64,
+		hpFree: -1, ppFree: -1,
+		pairIDs:     make(map[uint64]int32),
+		supp:        make(map[suppKey]suppState),
+		overflowLog: eventLimiter{every: int64(time.Minute / time.Microsecond)},
+		lateLog:     eventLimiter{every: int64(time.Minute / time.Microsecond)},
+	}
+	e.cfg.LocalNetworks = slices.Clone(cfg.LocalNetworks)
+	for _, p := range cfg.LocalNetworks {
+		p = p.Masked()
+		if p.Addr().Is4() {
+			m := uint32(0)
+			if p.Bits() > 0 {
+				m = ^uint32(0) << (32 - p.Bits())
+			}
+			a := p.Addr().As4()
+			e.local4 = append(e.local4, prefix4{uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]), m})
+		} else {
+			e.local6 = append(e.local6, p)
+		}
+	}
+	s := &cfg.Signals
+	e.privPorts = newPortSet(s.PrivilegedAccess.Ports)
+	names := map[string]int{}
+	for i, p := range e.privPorts.ports {
+		n := serviceName(p)
+		if _, ok := names[n]; !ok {
+			names[n] = len(names)
+		}
+		e.privService[i] = 1 << uint(names[n])
+	}
+	e.stagingPorts = newPortSet(s.DataStaging.Ports)
+	e.addrs = newAddrTable(maxAddrs)
+
+	// Shapes and specs.
+	addHost := func(on bool, typ SignalType, w Window) {
+		if !on {
+			return
+		}
+		size, hop := w.Size.micros(), w.Hop.micros()
+		k := slices.IndexFunc(e.hostShapes, func(h hostShape) bool { return h.size == size })
+		if k < 0 {
+			e.hostShapes = append(e.hostShapes, hostShape{size: size, panes: size / e.g.hostPane, name: time.Duration(w.Size).String()})
+			k = len(e.hostShapes) - 1
+		}
+		if !slices.Contains(e.hostShapes[k].hops, hop) {
+			e.hostShapes[k].hops = append(e.hostShapes[k].hops, hop)
+		}
+		e.hostSpecs = append(e.hostSpecs, hostSpec{typ: typ, size: size, hop: hop})
+		e.maxSpecSize = max(e.maxSpecSize, size)
+	}
+	addHost(s.PortScan.Enabled, PortScan, s.PortScan.Window)
+	addHost(s.ConnectionSpike.Enabled, ConnectionSpike, s.ConnectionSpike.Window)
+	addHost(s.PrivilegedAccess.Enabled, PrivilegedAccess, s.PrivilegedAccess.Window)
+	addHost(s.HostSweep.Enabled, HostSweep, s.HostSweep.Window)
+	addHost(s.FailedConnections.Enabled, FailedConnections, s.FailedConnections.Window)
+	addHost(s.DataStaging.Enabled, DataStaging, s.DataStaging.Window)
+	addHost(s.OutboundSpike.Enabled, OutboundSpike, s.OutboundSpike.Window)
+	addHost(s.DestinationDiversity.Enabled, DestinationDiversity, s.DestinationDiversity.Window)
+	// Shapes ascending by size: evalHost fills them in one walk.
+	slices.SortFunc(e.hostShapes, func(a, b hostShape) int { return cmp.Compare(a.size, b.size) })
+	for i := range e.hostSpecs {
+		sp := &e.hostSpecs[i]
+		sp.shape = slices.IndexFunc(e.hostShapes, func(h hostShape) bool { return h.size == sp.size })
+	}
+
+	addPair := func(on bool, typ SignalType, w Window) {
+		if !on {
+			return
+		}
+		size, hop := w.Size.micros(), w.Hop.micros()
+		k := slices.IndexFunc(e.pairShapes, func(p pairShape) bool { return p.size == size })
+		if k < 0 {
+			e.pairShapes = append(e.pairShapes, pairShape{size: size, panes: size / e.g.pairPane, name: time.Duration(w.Size).String()})
+			k = len(e.pairShapes) - 1
+		}
+		if !slices.Contains(e.pairShapes[k].hops, hop) {
+			e.pairShapes[k].hops = append(e.pairShapes[k].hops, hop)
+		}
+		e.pairSpecs = append(e.pairSpecs, pairSpec{typ: typ, shape: k, hop: hop})
+		e.maxSpecSize = max(e.maxSpecSize, size)
+	}
+	addPair(s.PeriodicBeacon.Enabled, PeriodicBeacon, s.PeriodicBeacon.Window)
+	addPair(s.PersistentDestination.Enabled, PersistentDestination, s.PersistentDestination.Window)
+	e.hotMin = cfg.Output.PairRowMinConnections
+	if s.PeriodicBeacon.Enabled {
+		e.hotMin = min(e.hotMin, s.PeriodicBeacon.MinConnections)
+	}
+	if s.PersistentDestination.Enabled {
+		e.hotMin = min(e.hotMin, s.PersistentDestination.MinConnections)
+	}
+	if s.CommandExchange.Enabled {
+		e.pairSpecs = append(e.pairSpecs, pairSpec{typ: CommandExchange, shape: len(e.pairShapes)})
+		e.hotMin = min(e.hotMin, s.CommandExchange.MinExchanges)
+	}
+	e.hotMin = max(e.hotMin, 1)
+
+	// Pane geometry.
+	minPaneUS := int64(math.MaxInt64)
+	if p := e.g.hostPane; p > 0 {
+		e.hostBase = floorDiv(timeBase, p)
+		e.hostKeepPanes = e.g.hostKeep / p
+		late := (e.lateness + p - 1) / p
+		// Valid host panes after a tick span at most keep + late + 1
+		// (see cleanHost); two more for the pane kept one pass longer.
+		e.hostKeepSpan = e.hostKeepPanes + late + 2
+		words := 1
+		for int64(64*words) <= e.hostKeepSpan+1 {
+			words *= 2
+		}
+		e.geo = setGeom{words: words, ring: uint32(64 * words), stride: 1 + words, cap: uint32(cfg.Limits.MaxSetElements)}
+		minPaneUS = min(minPaneUS, p)
+		for range e.hostShapes {
+			e.shapeMasks = append(e.shapeMasks, make([]uint64, words))
+			e.portHosts = append(e.portHosts, make([]uint32, 1<<16))
+			e.portTouched = append(e.portTouched, nil)
+		}
+		e.scratchMask = make([]uint64, words)
+		e.scratchAggs = make([]hostAgg, len(e.hostShapes))
+	}
+	if p := e.g.pairPane; p > 0 {
+		e.pairBase = floorDiv(timeBase, p)
+		e.pairKeepPanes = (e.g.pairKeep + p - 1) / p
+		late := (e.lateness + p - 1) / p
+		n := 4
+		for int64(n) < late+3 {
+			n *= 2
+		}
+		e.plog = make([]pairLogSlot, n)
+		for i := range e.plog {
+			e.plog[i].idx = math.MinInt64
+		}
+		minPaneUS = min(minPaneUS, p)
+	}
+	// Event times whose pane index fits an int32, with room for the
+	// offsets the engine adds (lateness, windows).
+	span := (int64(math.MaxInt32) - 1<<24) * minPaneUS
+	e.minT, e.maxT = timeBase-span, timeBase+span
+	return e, nil
+}
+
+// SetBaselines installs per-host baselines for the spike signals; nil
+// means priors only. Not goroutine-safe: call it between Process calls.
+func (e *Engine) SetBaselines(b Baselines) { e.baselines = b }
+
+func (e *Engine) hostIdx(t int64) int64       { return floorDiv(t, e.g.hostPane) - e.hostBase }
+func (e *Engine) hostStart(idx int32) int64   { return (int64(idx) + e.hostBase) * e.g.hostPane }
+func (e *Engine) pairIdx(t int64) int32       { return int32(floorDiv(t, e.g.pairPane) - e.pairBase) }
+func (e *Engine) pairIdxCeil(t int64) int32   { return int32(-floorDiv(-t, e.g.pairPane) - e.pairBase) }
+func (e *Engine) pairStart(idx int32) int64   { return (int64(idx) + e.pairBase) * e.g.pairPane }
+func (e *Engine) paneEnd(t, pane int64) int64 { return (floorDiv(t, pane) + 1) * pane }
+
+// connView is what the engine needs of one connection.
+type connView struct {
+	t           int64
+	dst         uint32
+	dstOK       bool
+	dstInternal bool
+	port        uint16
+	out, in     uint64
+	state       ingest.ConnState
+	failed      bool
+}
+
+// Process feeds connections, in any order, to the windows. Windows that
+// close as the watermark advances are emitted before Process returns. An
+// emitter error stops Process at the connection whose arrival closed the
+// window; the connections after it are not processed.
+//
+// Late connections (their pane already closed) are counted in Stats and
+// otherwise ignored here: storing them is the caller's business.
+func (e *Engine) Process(ctx context.Context, conns []ingest.Conn) error {
+	for i := range conns {
+		c := &conns[i]
+		e.stats.Events++
+		t := c.TS
+		if e.endTime {
+			t += int64(c.Duration / time.Microsecond)
+		}
+		if t < e.minT || t > e.maxT || !c.OrigH.IsValid() || !c.RespH.IsValid() {
+			e.stats.Invalid++
+			continue
+		}
+		if t > e.maxTS {
+			e.maxTS = t
+			if w := t - e.lateness; w > e.wm {
+				e.wm = w
+				if w >= e.nextTick {
+					if err := e.advance(ctx); err != nil {
+						return err
+					}
+				}
+			}
+		}
+		e.add(c, t)
+	}
+	return nil
+}
+
+// internal decides whether a is internal: the sensor's word when it gave
+// one (Zeek local_orig/local_resp), else the configured networks.
+func (e *Engine) internal(a netip.Addr, local ingest.Tristate) bool {
+	switch local {
+	case ingest.True:
+		return true
+	case ingest.False:
+		return false
+	}
+	if a.Is4() || a.Is4In6() {
+		b := a.Unmap().As4()
+		v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+		for _, p := range e.local4 {
+			if v&p.mask == p.net {
+				return true
+			}
+		}
+		return false
+	}
+	for _, p := range e.local6 {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func (e *Engine) add(c *ingest.Conn, t int64) {
+	if !e.internal(c.OrigH, c.LocalOrig) {
+		e.stats.External++
+		return
+	}
+	lateHost := e.g.hostPane == 0 || e.paneEnd(t, e.g.hostPane) <= e.wm
+	latePair := e.g.pairPane == 0 || e.paneEnd(t, e.g.pairPane) <= e.wm
+	if lateHost && e.g.hostPane > 0 {
+		e.stats.LateHost++
+	}
+	if latePair && e.g.pairPane > 0 {
+		e.stats.LatePair++
+	}
+	if lateHost && latePair {
+		if n, ok := e.lateLog.allow(e.maxTS); ok {
+			e.log.Debug("late event ignored by windows", "event_time", time.UnixMicro(t).UTC(),
+				"watermark", time.UnixMicro(e.wm).UTC(), "late_since_last_log", n)
+		}
+		return
+	}
+	respIn := e.internal(c.RespH, c.LocalResp)
+	v := connView{
+		t: t, dstInternal: respIn, port: c.RespP, out: c.OrigBytes, in: c.RespBytes,
+		state: c.ConnState, failed: c.ConnState.Failed(),
+	}
+	src, ok := e.addrs.get(keyOf(c.OrigH))
+	if !ok {
+		e.stats.AddressesRefused++
+		return
+	}
+	// Hold both ids while this connection is applied: evictions it
+	// triggers must not recycle them.
+	e.addrs.ref(src)
+	v.dst, v.dstOK = e.addrs.get(keyOf(c.RespH))
+	if v.dstOK {
+		e.addrs.ref(v.dst)
+	} else {
+		e.stats.AddressesRefused++
+	}
+	if !lateHost {
+		hid := e.addrs.meta[src].host
+		if hid < 0 {
+			hid = e.newHost(src, t)
+		}
+		if hid >= 0 {
+			e.addHost(hid, &v)
+		}
+	}
+	if !latePair && v.dstOK && (!respIn || e.cfg.Limits.TrackInternalPairs) {
+		e.addPair(src, &v)
+	}
+	if v.dstOK {
+		e.addrs.unref(v.dst)
+	}
+	e.addrs.unref(src)
+}
+
+// advance closes, in order, every tick the watermark has passed.
+func (e *Engine) advance(ctx context.Context) error {
+	for e.nextTick <= e.wm {
+		if e.nHosts == 0 && e.nPairs == 0 {
+			// Nothing can close: jump to the watermark.
+			e.lastTick = floorDiv(e.wm, e.g.tick) * e.g.tick
+			e.nextTick = e.lastTick + e.g.tick
+			clear(e.hot)
+			e.hot = e.hot[:0]
+			return nil
+		}
+		T := e.nextTick
+		e.nextTick += e.g.tick
+		if err := e.tick(ctx, T); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tick closes everything that ends at T and emits it.
+func (e *Engine) tick(ctx context.Context, T int64) error {
+	e.lastTick = T
+	if e.g.hostPane > 0 && floorMod(T, e.g.hostPane) == 0 {
+		e.hostTick(T)
+	}
+	if e.g.pairPane > 0 && floorMod(T, e.g.pairPane) == 0 {
+		e.pairTick(T)
+	}
+	e.sweepSuppression(T)
+	if len(e.hostRows) == 0 && len(e.pairRows) == 0 && len(e.signals) == 0 {
+		return nil
+	}
+	return e.flushTick(ctx, T)
+}
+
+func (e *Engine) flushTick(ctx context.Context, T int64) error {
+	slices.SortFunc(e.hostRows, func(a, b hostRow) int {
+		if c := cmp.Compare(e.hostShapes[a.shape].size, e.hostShapes[b.shape].size); c != 0 {
+			return c
+		}
+		return compareKeys(a.host, b.host)
+	})
+	slices.SortFunc(e.pairRows, func(a, b pairRow) int {
+		if c := cmp.Compare(a.shape, b.shape); c != 0 {
+			return c
+		}
+		if c := compareKeys(a.src, b.src); c != 0 {
+			return c
+		}
+		if c := compareKeys(a.dst, b.dst); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.port, b.port); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.start, b.start)
+	})
+	slices.SortFunc(e.signals, compareSignals)
+
+	if e.hostRB == nil {
+		e.hostRB = array.NewRecordBuilder(e.alloc, HostSchema())
+		e.pairRB = array.NewRecordBuilder(e.alloc, PairSchema())
+	}
+	e.appendHostRows(e.hostRB, e.hostRows)
+	e.appendPairRows(e.pairRB, e.pairRows)
+	out := &WindowOutput{
+		End: T, Watermark: e.wm,
+		Hosts:   e.hostRB.NewRecord(),
+		Pairs:   e.pairRB.NewRecord(),
+		Signals: e.signals,
+	}
+	e.stats.Windows++
+	e.stats.HostRows += uint64(len(e.hostRows))
+	e.stats.PairRows += uint64(len(e.pairRows))
+	e.stats.Signals += uint64(len(e.signals))
+	e.hostRows = e.hostRows[:0]
+	e.pairRows = e.pairRows[:0]
+	// The consumer owns the signals: start a fresh slice.
+	e.signals = nil
+	err := e.emit.Emit(ctx, out)
+	out.Hosts.Release()
+	out.Pairs.Release()
+	if err != nil {
+		return fmt.Errorf("features: emit window ending %s: %w", time.UnixMicro(T).UTC().Format(time.RFC3339), err)
+	}
+	return nil
+}
+
+func compareSignals(a, b Signal) int {
+	if c := cmp.Compare(signalOrder(a.Type), signalOrder(b.Type)); c != 0 {
+		return c
+	}
+	if c := a.Src.Compare(b.Src); c != 0 {
+		return c
+	}
+	if c := a.Dst.Compare(b.Dst); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.DstPort, b.DstPort); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.WindowStart, b.WindowStart)
+}
+
+func signalOrder(t SignalType) int {
+	switch t {
+	case PortScan:
+		return 0
+	case ConnectionSpike:
+		return 1
+	case PrivilegedAccess:
+		return 2
+	case HostSweep:
+		return 3
+	case FailedConnections:
+		return 4
+	case PeriodicBeacon:
+		return 5
+	case PersistentDestination:
+		return 6
+	case CommandExchange:
+		return 7
+	case DataStaging:
+		return 8
+	case OutboundSpike:
+		return 9
+	case DestinationDiversity:
+		return 10
+	}
+	return 11
+}
+
+// Flush closes every open window, in event-time order, as if the
+// watermark went to +infinity, emits them and releases all state,
+// including the Arrow builders (so a checked allocator is back to zero).
+// Events given to Process after Flush are late.
+func (e *Engine) Flush(ctx context.Context) error {
+	if e.maxTS == math.MinInt64 {
+		e.releaseBuilders()
+		return nil
+	}
+	// Past the end of every retained pane and of the idle sweep.
+	horizon := max(e.g.hostKeep, e.g.pairKeep) + 8*max(e.g.hostPane, e.g.pairPane) + e.g.tick
+	target := e.maxTS + horizon
+	if target > e.wm {
+		e.wm = target
+	}
+	if err := e.advance(ctx); err != nil {
+		return err
+	}
+	if e.nHosts != 0 || e.nPairs != 0 {
+		// Unreachable unless eviction is broken; say so rather than hang.
+		return fmt.Errorf("features: flush left %d hosts and %d pairs", e.nHosts, e.nPairs)
+	}
+	clear(e.supp)
+	e.releaseBuilders()
+	return nil
+}
+
+func (e *Engine) releaseBuilders() {
+	if e.hostRB != nil {
+		e.hostRB.Release()
+		e.pairRB.Release()
+		e.hostRB, e.pairRB = nil, nil
+	}
+}
+
+// Stats returns the counters and the current state size.
+func (e *Engine) Stats() Stats {
+	s := e.stats
+	s.Hosts, s.Pairs, s.Addresses = e.nHosts, e.nPairs, e.addrs.len()
+	s.HostPanes, s.PairPanes = e.nHostPanes, e.nPairPanes
+	s.Watermark = e.wm
+	return s
+}
+
+// eventLimiter rate-limits a log line by event time (no wall clock in
+// features): at most one line per `every` µs of event time, saying how
+// many were suppressed.
+type eventLimiter struct {
+	every      int64
+	next       int64
+	suppressed int
+	primed     bool
+}
+
+// allow reports whether to log now, and how many calls it refused since
+// the last line.
+func (l *eventLimiter) allow(now int64) (int, bool) {
+	if l.primed && now < l.next {
+		l.suppressed++
+		return 0, false
+	}
+	n := l.suppressed
+	l.primed, l.next, l.suppressed = true, now+l.every, 0
+	return n, true
+}
+
+// overflow logs a state-cap event, rate limited. Callers check allow
+// first so that a suppressed line costs no allocation.
+func (e *Engine) overflow(n int, msg string, args ...any) {
+	e.log.Warn(msg, append(args, "suppressed_since_last_log", n)...)
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
+func floorMod(a, b int64) int64 {
+	m := a % b
+	if m != 0 && ((m < 0) != (b < 0)) {
+		m += b
+	}
+	return m
+}
+
+func compareKeys(a, b addrKey) int {
+	for i := range a {
+		if a[i] != b[i] {
+			return cmp.Compare(a[i], b[i])
+		}
+	}
+	return 0
+}
+
+func cmpU64(a, b uint64) int { return cmp.Compare(a, b) }
+
+func popcount(x uint64) int { return bits.OnesCount64(x) }
+
+// nthSmallest returns the k-th smallest (0-based) of v, reordering v.
+func nthSmallest(v []int64, k int) int64 {
+	lo, hi := 0, len(v)-1
+	for lo < hi {
+		p := v[lo+(hi-lo)/2]
+		i, j := lo, hi
+		for i <= j {
+			for v[i] < p {
+				i++
+			}
+			for v[j] > p {
+				j--
+			}
+			if i <= j {
+				v[i], v[j] = v[j], v[i]
+				i++
+				j--
+			}
+		}
+		switch {
+		case k <= j:
+			hi = j
+		case k >= i:
+			lo = i
+		default:
+			return v[k]
+		}
+	}
+	return v[k]
+}

@@ -1,0 +1,574 @@
+package features
+
+import (
+	"math"
+	"slices"
+)
+
+// Host-pair state: one entry per (internal source, destination, port), its
+// non-empty panes in a list (newest first). Most pairs carry one or two
+// connections, so a pair costs one entry, one pane and its map slot; only
+// pairs with enough retained connections to matter are "hot" and evaluated
+// at each pair tick.
+
+type pair struct {
+	key              uint64 // src id<<40 | dst id<<16 | port
+	lastTS           int64
+	panes            int32
+	dstPrev, dstNext int32 // list of pairs with the same destination
+	gen              uint32
+	retained         uint32 // connections in the pair's panes
+	flags            uint8
+}
+
+const (
+	pairLive uint8 = 1 << iota
+	pairHot
+	pairDstInternal
+)
+
+func pairKey(src, dst uint32, port uint16) uint64 {
+	return uint64(src)<<40 | uint64(dst)<<16 | uint64(port)
+}
+
+func keySrc(k uint64) uint32  { return uint32(k >> 40) }
+func keyDst(k uint64) uint32  { return uint32(k>>16) & maxAddrs }
+func keyPort(k uint64) uint16 { return uint16(k) }
+
+// pairPane aggregates one pair's connections in one pane. first and last
+// are µs offsets from the pane start; sumSq is the sum of squared gaps
+// (seconds²) between consecutive connections inside the pane, so the gap
+// statistics of any run of panes follow exactly: the gaps across pane
+// boundaries are next.first - prev.last, and the gap sum telescopes to
+// last - first.
+type pairPane struct {
+	idx         int32
+	next        int32
+	conns       uint32
+	first, last uint32
+	dirty       uint32 // a connection arrived inside (first, last): recompute at seal
+	sumSq       float64
+	out, in     uint64
+}
+
+// pairLogEntry remembers one connection of an open pair pane, so that a
+// pane whose connections arrived out of order can be recomputed exactly
+// when it seals (pane.dirty). In-order arrival, or arrival before the
+// first or after the last, keeps the running sums exact without it.
+type pairLogEntry struct {
+	pair int32
+	off  uint32
+}
+
+type pairLogSlot struct {
+	idx     int64 // pane index the slot holds
+	dirty   bool
+	entries []pairLogEntry
+}
+
+type hotRef struct {
+	id  int32
+	gen uint32
+}
+
+// pairShape is one hopping window size of the pair kind.
+type pairShape struct {
+	size  int64
+	panes int64
+	hops  []int64
+	name  string
+}
+
+func (e *Engine) newPairPane(idx int32) int32 {
+	var i int32
+	if e.ppFree >= 0 {
+		i = e.ppFree
+		e.ppFree = e.ppanes[i].next
+	} else {
+		i = int32(len(e.ppanes))
+		e.ppanes = append(e.ppanes, pairPane{})
+	}
+	e.ppanes[i] = pairPane{idx: idx, next: -1}
+	e.nPairPanes++
+	return i
+}
+
+func (e *Engine) freePairPane(i int32) {
+	e.ppanes[i] = pairPane{idx: math.MinInt32, next: e.ppFree}
+	e.ppFree = i
+	e.nPairPanes--
+}
+
+func (e *Engine) pairPaneFor(p *pair, idx int32) *pairPane {
+	if p.panes >= 0 && e.ppanes[p.panes].idx == idx {
+		return &e.ppanes[p.panes]
+	}
+	prev := int32(-1)
+	cur := p.panes
+	for cur >= 0 && e.ppanes[cur].idx > idx {
+		prev, cur = cur, e.ppanes[cur].next
+	}
+	if cur >= 0 && e.ppanes[cur].idx == idx {
+		return &e.ppanes[cur]
+	}
+	n := e.newPairPane(idx)
+	e.ppanes[n].next = cur
+	if prev < 0 {
+		p.panes = n
+	} else {
+		e.ppanes[prev].next = n
+	}
+	return &e.ppanes[n]
+}
+
+// addPair records one connection of an internal source to c.dst.
+func (e *Engine) addPair(src uint32, c *connView) {
+	key := pairKey(src, c.dst, c.port)
+	id, ok := e.pairIDs[key]
+	if !ok {
+		id = e.newPair(key, c)
+		if id < 0 {
+			return
+		}
+	}
+	p := &e.pairs[id]
+	pidx := e.pairIdx(c.t)
+	pp := e.pairPaneFor(p, pidx)
+	off := uint32(c.t - e.pairStart(pidx))
+	switch {
+	case pp.conns == 0:
+		pp.first, pp.last = off, off
+	case off >= pp.last:
+		g := float64(off-pp.last) / 1e6
+		pp.sumSq += g * g
+		pp.last = off
+	case off <= pp.first:
+		g := float64(pp.first-off) / 1e6
+		pp.sumSq += g * g
+		pp.first = off
+	default:
+		pp.dirty = 1
+	}
+	pp.conns++
+	pp.out += c.out
+	pp.in += c.in
+	if c.t > p.lastTS {
+		p.lastTS = c.t
+	}
+	p.retained++
+
+	slot := &e.plog[uint64(int64(pidx))&uint64(len(e.plog)-1)]
+	if slot.idx != int64(pidx) {
+		slot.idx = int64(pidx)
+		slot.dirty = false
+		slot.entries = slot.entries[:0]
+	}
+	slot.entries = append(slot.entries, pairLogEntry{id, off})
+	if pp.dirty != 0 {
+		slot.dirty = true
+	}
+
+	if p.flags&pairHot == 0 && p.retained >= uint32(e.hotMin) {
+		p.flags |= pairHot
+		e.hot = append(e.hot, hotRef{id, p.gen})
+	}
+}
+
+func (e *Engine) newPair(key uint64, c *connView) int32 {
+	if e.nPairs >= e.cfg.Limits.MaxPairs {
+		if e.cfg.Limits.Overflow == EvictOldest {
+			e.evictOldestPairs()
+		}
+		if e.nPairs >= e.cfg.Limits.MaxPairs {
+			e.stats.PairsRefused++
+			if n, ok := e.overflowLog.allow(e.maxTS); ok {
+				e.overflow(n, "pair cap reached: new pair refused")
+			}
+			return -1
+		}
+	}
+	var id int32
+	if n := len(e.pairFree); n > 0 {
+		id = e.pairFree[n-1]
+		e.pairFree = e.pairFree[:n-1]
+	} else {
+		id = int32(len(e.pairs))
+		e.pairs = append(e.pairs, pair{})
+	}
+	p := &e.pairs[id]
+	gen := p.gen + 1
+	*p = pair{key: key, panes: -1, dstPrev: -1, dstNext: -1, gen: gen, flags: pairLive, lastTS: c.t}
+	if c.dstInternal {
+		p.flags |= pairDstInternal
+	}
+	src, dst := keySrc(key), keyDst(key)
+	e.addrs.ref(src)
+	e.addrs.ref(dst)
+	m := &e.addrs.meta[dst]
+	if m.pairHead >= 0 {
+		p.dstNext = m.pairHead
+		e.pairs[m.pairHead].dstPrev = id
+	}
+	m.pairHead = id
+	e.pairIDs[key] = id
+	e.nPairs++
+	return id
+}
+
+func (e *Engine) evictPair(id int32) {
+	p := &e.pairs[id]
+	for q := p.panes; q >= 0; {
+		n := e.ppanes[q].next
+		e.freePairPane(q)
+		q = n
+	}
+	dst := keyDst(p.key)
+	if p.dstPrev >= 0 {
+		e.pairs[p.dstPrev].dstNext = p.dstNext
+	} else {
+		e.addrs.meta[dst].pairHead = p.dstNext
+	}
+	if p.dstNext >= 0 {
+		e.pairs[p.dstNext].dstPrev = p.dstPrev
+	}
+	delete(e.pairIDs, p.key)
+	e.addrs.unref(keySrc(p.key))
+	e.addrs.unref(dst)
+	// Keep gen: a stale hot-list reference must not match a reused id.
+	*p = pair{panes: -1, dstPrev: -1, dstNext: -1, gen: p.gen}
+	e.pairFree = append(e.pairFree, id)
+	e.nPairs--
+}
+
+// evictOldestPairs frees about a sixteenth of the pair cap, least recently
+// active first, never a pair with a connection in an open pane (its log
+// entries must stay valid until the pane seals).
+func (e *Engine) evictOldestPairs() {
+	sealed := e.wm - floorMod(e.wm, e.g.pairPane)
+	cand := e.scratchTS[:0]
+	for i := range e.pairs {
+		if p := &e.pairs[i]; p.flags&pairLive != 0 && p.lastTS < sealed {
+			cand = append(cand, p.lastTS)
+		}
+	}
+	e.scratchTS = cand
+	if len(cand) == 0 {
+		return
+	}
+	n := min(max(1, e.cfg.Limits.MaxPairs/16), len(cand))
+	cut := nthSmallest(cand, n-1)
+	evicted := 0
+	for i := range e.pairs {
+		if evicted >= n {
+			break
+		}
+		if p := &e.pairs[i]; p.flags&pairLive != 0 && p.lastTS <= cut && p.lastTS < sealed {
+			e.evictPair(int32(i))
+			evicted++
+		}
+	}
+	e.stats.PairsEvictedCap += uint64(evicted)
+	if n, ok := e.overflowLog.allow(e.maxTS); ok {
+		e.overflow(n, "pair cap reached: least recently active pairs evicted", "evicted", evicted)
+	}
+}
+
+// sealPairPane makes the gap statistics of pane idx exact for every pair
+// that received a connection inside its (first, last) span, from the log
+// of the pane's connections sorted by time.
+func (e *Engine) sealPairPane(idx int64) {
+	slot := &e.plog[uint64(idx)&uint64(len(e.plog)-1)]
+	if slot.idx != idx {
+		return
+	}
+	if slot.dirty {
+		ent := e.scratchLog[:0]
+		for _, x := range slot.entries {
+			if pp := e.pairPaneAt(x.pair, int32(idx)); pp != nil && pp.dirty != 0 {
+				ent = append(ent, x)
+			}
+		}
+		slices.SortFunc(ent, func(a, b pairLogEntry) int {
+			if a.pair != b.pair {
+				return int(a.pair - b.pair)
+			}
+			return cmpU64(uint64(a.off), uint64(b.off))
+		})
+		for i := 0; i < len(ent); {
+			j := i
+			pp := e.pairPaneAt(ent[i].pair, int32(idx))
+			var sum float64
+			for j+1 < len(ent) && ent[j+1].pair == ent[i].pair {
+				g := float64(ent[j+1].off-ent[j].off) / 1e6
+				sum += g * g
+				j++
+			}
+			pp.first, pp.last, pp.sumSq, pp.dirty = ent[i].off, ent[j].off, sum, 0
+			i = j + 1
+		}
+		e.scratchLog = ent[:0]
+	}
+	slot.idx = math.MinInt64
+	slot.dirty = false
+	slot.entries = slot.entries[:0]
+}
+
+func (e *Engine) pairPaneAt(id int32, idx int32) *pairPane {
+	for q := e.pairs[id].panes; q >= 0; q = e.ppanes[q].next {
+		if pp := &e.ppanes[q]; pp.idx <= idx {
+			if pp.idx == idx {
+				return pp
+			}
+			return nil
+		}
+	}
+	return nil
+}
+
+// trimPair frees panes before low.
+func (e *Engine) trimPair(p *pair, low int64) {
+	prev := int32(-1)
+	cur := p.panes
+	for cur >= 0 && int64(e.ppanes[cur].idx) >= low {
+		prev, cur = cur, e.ppanes[cur].next
+	}
+	if cur < 0 {
+		return
+	}
+	if prev < 0 {
+		p.panes = -1
+	} else {
+		e.ppanes[prev].next = -1
+	}
+	for cur >= 0 {
+		n := e.ppanes[cur].next
+		p.retained -= e.ppanes[cur].conns
+		e.freePairPane(cur)
+		cur = n
+	}
+}
+
+// pairTick seals the pane that ends at T, evaluates hot pairs and sweeps a
+// quarter of all pairs for idle ones.
+func (e *Engine) pairTick(T int64) {
+	tp := int64(e.pairIdx(T)) // panes before tp are complete
+	e.sealPairPane(tp - 1)
+	low := tp + 1 - e.pairKeepPanes
+
+	due := e.dueShapes[:0]
+	for k := range e.pairShapes {
+		for _, hop := range e.pairShapes[k].hops {
+			if floorMod(T, hop) == 0 {
+				due = append(due, k)
+				break
+			}
+		}
+	}
+	e.dueShapes = due
+
+	kept := e.hot[:0]
+	for _, r := range e.hot {
+		p := &e.pairs[r.id]
+		if p.gen != r.gen || p.flags&pairLive == 0 {
+			continue
+		}
+		if e.evalPair(r.id, tp, T, low, due) {
+			kept = append(kept, r)
+		} else {
+			p.flags &^= pairHot
+		}
+	}
+	clear(e.hot[len(kept):])
+	e.hot = kept
+
+	// Idle sweep: every pair is visited at least every four pair ticks.
+	n := len(e.pairs)/4 + 1
+	for ; n > 0 && len(e.pairs) > 0; n-- {
+		if e.sweep >= len(e.pairs) {
+			e.sweep = 0
+		}
+		id := int32(e.sweep)
+		e.sweep++
+		p := &e.pairs[id]
+		if p.flags&pairLive == 0 {
+			continue
+		}
+		e.trimPair(p, low)
+		if p.panes < 0 {
+			e.stats.PairsEvictedIdle++
+			e.evictPair(id)
+		}
+	}
+}
+
+// winStats are a pair's connections over a run of panes.
+type winStats struct {
+	conns       uint32
+	first, last int64
+	sumSq       float64
+	out, in     uint64
+}
+
+func (w *winStats) add(pp *pairPane, start int64) {
+	f, l := start+int64(pp.first), start+int64(pp.last)
+	if w.conns > 0 {
+		g := float64(f-w.last) / 1e6
+		w.sumSq += g * g
+	} else {
+		w.first = f
+	}
+	w.conns += pp.conns
+	w.last = l
+	w.sumSq += pp.sumSq
+	w.out += pp.out
+	w.in += pp.in
+}
+
+// gaps returns the mean, standard deviation and coefficient of variation
+// of the n-1 inter-arrival gaps, in seconds. The mean telescopes to
+// (last-first)/(n-1); the variance is E[g²] - mean² over the gaps (the
+// population variance, as RITA and the Elastic beaconing package use).
+func (w *winStats) gaps() (mean, sd, cv float64, ok bool) {
+	if w.conns < 2 {
+		return 0, 0, 0, false
+	}
+	k := float64(w.conns - 1)
+	mean = float64(w.last-w.first) / 1e6 / k
+	v := w.sumSq/k - mean*mean
+	if v < 0 {
+		v = 0 // rounding
+	}
+	sd = math.Sqrt(v)
+	if mean > 0 {
+		cv = sd / mean
+	} else {
+		cv = math.NaN()
+	}
+	return mean, sd, cv, true
+}
+
+// evalPair emits the rows of hot pair id at tick T; it reports whether the
+// pair is still hot.
+func (e *Engine) evalPair(id int32, tp, T, low int64, due []int) bool {
+	p := &e.pairs[id]
+	e.trimPair(p, low)
+	if p.retained < uint32(e.hotMin) {
+		return false
+	}
+	// Complete panes, oldest first.
+	ps := e.scratchPanes[:0]
+	for q := p.panes; q >= 0; q = e.ppanes[q].next {
+		if int64(e.ppanes[q].idx) < tp {
+			ps = append(ps, q)
+		}
+	}
+	slices.Reverse(ps)
+	e.scratchPanes = ps
+	// Rows are built from hotMin connections (the least any enabled pair
+	// signal or the row output needs); pairRow keeps those that make the
+	// row minimum or fire a signal.
+	evalMin := uint32(e.hotMin)
+
+	for _, k := range due {
+		sh := &e.pairShapes[k]
+		var w winStats
+		for _, q := range ps {
+			pp := &e.ppanes[q]
+			if int64(pp.idx) >= tp-sh.panes {
+				w.add(pp, e.pairStart(pp.idx))
+			}
+		}
+		if w.conns >= evalMin {
+			e.pairRow(id, k, T-sh.size, T, &w)
+		}
+	}
+
+	// Sessions: runs of panes without a gap of Gap or more, cut at
+	// multiples of MaxLength; a session closes at the first tick at or
+	// after min(last+Gap, end of its cut).
+	if ce := &e.cfg.Signals.CommandExchange; ce.Enabled {
+		gap, cut := ce.Session.Gap.micros(), ce.Session.MaxLength.micros()
+		var w winStats
+		var cell int64
+		flush := func() {
+			end := min(w.last+gap, (cell+1)*cut)
+			if w.conns >= evalMin && end > T-e.g.pairPane && end <= T {
+				e.pairRow(id, len(e.pairShapes), w.first, end, &w)
+			}
+		}
+		for _, q := range ps {
+			pp := &e.ppanes[q]
+			start := e.pairStart(pp.idx)
+			c := floorDiv(start, cut)
+			if w.conns > 0 && (c != cell || start+int64(pp.first)-w.last >= gap) {
+				flush()
+				w = winStats{}
+			}
+			cell = c
+			w.add(pp, start)
+		}
+		if w.conns > 0 {
+			flush()
+		}
+	}
+	return true
+}
+
+func (e *Engine) pairRow(id int32, shape int, start, end int64, w *winStats) {
+	p := &e.pairs[id]
+	r := pairRow{
+		start: start, end: end, shape: shape, pairIdx: id,
+		src: e.addrs.keys[keySrc(p.key)], dst: e.addrs.keys[keyDst(p.key)], port: keyPort(p.key),
+		dstInternal: p.flags&pairDstInternal != 0,
+		conns:       w.conns, out: w.out, in: w.in, first: w.first, last: w.last,
+	}
+	r.gapMean, r.gapSD, r.gapCV, r.hasGaps = w.gaps()
+	// Prevalence over the row's own window: sessions use their span.
+	lo, hi := start, end
+	r.sources, r.sourcesCapped = e.dstSources(keyDst(p.key), lo, hi)
+	fired := e.pairSignals(&r, end)
+	if fired || r.conns >= uint32(e.cfg.Output.PairRowMinConnections) {
+		e.pairRows = append(e.pairRows, r)
+	}
+}
+
+// maxPrevalenceWalk bounds the walk over a destination's pairs: past it
+// the destination counts as popular.
+const maxPrevalenceWalk = 4096
+
+// dstSources counts the distinct internal sources with a connection to
+// dst in [lo, hi), up to the persistent-destination threshold: the answer
+// saturates there (capped), which is all the signal needs.
+func (e *Engine) dstSources(dst uint32, lo, hi int64) (uint32, bool) {
+	limit := e.cfg.Signals.PersistentDestination.InternalHostsBelow
+	seen := e.scratchSrc[:0]
+	defer func() { e.scratchSrc = seen[:0] }()
+	steps := 0
+	loIdx, hiIdx := e.pairIdx(lo), e.pairIdxCeil(hi)
+	for q := e.addrs.meta[dst].pairHead; q >= 0; q = e.pairs[q].dstNext {
+		steps++
+		if steps > maxPrevalenceWalk {
+			return uint32(limit), true
+		}
+		src := keySrc(e.pairs[q].key)
+		if slices.Contains(seen, src) || !e.pairActive(q, loIdx, hiIdx) {
+			continue
+		}
+		seen = append(seen, src)
+		if len(seen) >= limit {
+			return uint32(limit), true
+		}
+	}
+	return uint32(len(seen)), false
+}
+
+// pairActive reports whether pair q has a pane in [lo, hi).
+func (e *Engine) pairActive(q int32, lo, hi int32) bool {
+	for x := e.pairs[q].panes; x >= 0; x = e.ppanes[x].next {
+		idx := e.ppanes[x].idx
+		if idx < hi {
+			return idx >= lo
+		}
+	}
+	return false
+}
