@@ -515,9 +515,10 @@ func (e *Engine) sweep(t int64) {
 	}
 }
 
-// evictOldest drops the least recently active eighth of the states when
-// the bound is reached: losing old partial evidence is better than
-// running out of memory.
+// evictOldest drops the least recently active states down to seven
+// eighths of the bound, so that the sort is paid once per many new
+// entities: losing old partial evidence is better than running out of
+// memory.
 func (e *Engine) evictOldest() {
 	type aged struct {
 		k    stateKey
@@ -533,7 +534,7 @@ func (e *Engine) evictOldest() {
 		}
 		return a.k.compare(b.k)
 	})
-	n := max(1, len(all)/8)
+	n := min(len(all), len(all)-e.maxEntities+e.maxEntities/8)
 	for _, a := range all[:n] {
 		delete(e.states, a.k)
 	}

@@ -451,7 +451,7 @@ func parseRule(raw json.RawMessage) (Rule, error) {
 		if err == nil {
 			err = errors.New("null")
 		}
-		return r, fmt.Errorf("%w: a rule must be a JSON object: %v", ErrRuleSyntax, err)
+		return r, fmt.Errorf("%w: not a JSON object: %v", ErrRuleSyntax, err)
 	}
 	// The id first: every other message names it.
 	if v, ok := fields["rule_id"]; ok {
