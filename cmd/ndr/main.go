@@ -100,6 +100,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			return exitUsage
 		case errors.Is(err, errRejected):
 			return exitRejected
+		case errors.As(err, new(*codedError)):
+			var ce *codedError
+			errors.As(err, &ce)
+			fmt.Fprintf(stderr, "ndr %s: %v\n", c.name, ce.err)
+			return ce.code
 		case errors.Is(err, context.Canceled) && ctx.Err() != nil:
 			fmt.Fprintf(stderr, "ndr %s: interrupted\n", c.name)
 			return exitError
@@ -120,6 +125,16 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nRun 'ndr COMMAND -h' for a command's flags. NDR_LOG_LEVEL=debug|info|warn|error sets logging.")
 }
+
+// codedError makes a command exit with a specific status, for parents that
+// read it (chembed.Start tells a locked data dir from other failures).
+type codedError struct {
+	code int
+	err  error
+}
+
+func (e *codedError) Error() string { return e.err.Error() }
+func (e *codedError) Unwrap() error { return e.err }
 
 // errUsage marks errors in how a command was invoked.
 var errUsage = errors.New("usage")

@@ -140,5 +140,8 @@ func runClickHouse(ctx context.Context, args []string, env *environment) error {
 				ep.TCPAddr(), ep.HTTPAddr(), ep.DSN(chembed.DefaultDatabase))
 		},
 	}
-	return chembed.Serve(ctx, opts)
+	if err := chembed.Serve(ctx, opts); err != nil {
+		return &codedError{code: chembed.ExitCode(err), err: err}
+	}
+	return nil
 }

@@ -338,6 +338,10 @@ func (w *ConnWriter) insertWithRetry(ctx context.Context, b *connBuffer) error {
 	token := b.token()
 	ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{
 		"insert_deduplication_token": token,
+		// A backfill or a hostile sender can put more than 100 days of ts
+		// in one INSERT. Refusing it would fail the same INSERT on every
+		// resend; many small parts are the lesser harm, and merges fix them.
+		"throw_on_max_partitions_per_insert_block": 0,
 	}))
 	for attempt := 1; ; attempt++ {
 		err := w.insertOnce(ctx, b, attempt)
