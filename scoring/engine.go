@@ -35,6 +35,8 @@ const (
 	sweepEvery = int64(60e6)
 )
 
+var _ features.Emitter = (*Engine)(nil)
+
 // ErrNoSink is returned by NewEngine without a sink.
 var ErrNoSink = errors.New("scoring: engine needs a sink")
 
@@ -226,6 +228,18 @@ func (e *Engine) Advance(ctx context.Context, wm int64) error {
 	}
 	e.sweep(e.now)
 	return nil
+}
+
+// Emit makes the Engine a features.Emitter, so that Layer 1 can feed it
+// directly: it consumes the window's signals and advances to its End,
+// since Layer 1 emits windows in order of End with every signal that
+// closed by then. The Arrow records are not used; Layer 1 releases them
+// when Emit returns.
+func (e *Engine) Emit(ctx context.Context, out *features.WindowOutput) error {
+	if err := e.Consume(ctx, out.Signals); err != nil {
+		return err
+	}
+	return e.Advance(ctx, out.End)
 }
 
 // Flush evaluates every buffered signal: the end of a replay.
