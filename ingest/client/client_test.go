@@ -115,7 +115,7 @@ type harness struct {
 	srv   *server.Server
 }
 
-func newHarness(t *testing.T, cfg server.Config, sink server.Sink) *harness {
+func newHarness(t testing.TB, cfg server.Config, sink server.Sink) *harness {
 	t.Helper()
 	srv, err := server.New(cfg, sink, slog.New(slog.DiscardHandler), func() time.Time { return time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) })
 	if err != nil {
