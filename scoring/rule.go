@@ -480,6 +480,35 @@ func parseRule(raw json.RawMessage) (Rule, error) {
 			failed[key] = true
 		}
 	}
+	// exactKeys holds nested objects to the exact key spelling: Go's JSON
+	// decoding matches struct fields case-insensitively, which would let
+	// "TACTIC" through.
+	exactKeys := func(key string, allowed []string, listKey string, listAllowed []string) {
+		var obj map[string]json.RawMessage
+		if v, ok := fields[key]; !ok || failed[key] || json.Unmarshal(v, &obj) != nil {
+			return
+		}
+		check := func(where string, o map[string]json.RawMessage, allowed []string) {
+			var bad []string
+			for k := range o {
+				if !slices.Contains(allowed, k) {
+					bad = append(bad, k)
+				}
+			}
+			slices.Sort(bad)
+			for _, k := range bad {
+				errs = append(errs, r.fieldErr(where, fmt.Errorf("%w: unknown field %q", ErrRuleInvalid, k)))
+				failed[key] = true
+			}
+		}
+		check(key, obj, allowed)
+		var items []map[string]json.RawMessage
+		if listKey != "" && json.Unmarshal(obj[listKey], &items) == nil {
+			for i, it := range items {
+				check(fmt.Sprintf("%s.%s[%d]", key, listKey, i), it, listAllowed)
+			}
+		}
+	}
 	decode("rule_name", &r.Name, false)
 	decode("description", &r.Description, false)
 	decode("required_signals", &r.RequiredSignals, false)
@@ -487,10 +516,12 @@ func parseRule(raw json.RawMessage) (Rule, error) {
 	decode("detection_type", &r.DetectionType, false)
 	decode("confidence", &r.Confidence, false)
 	decode("mitre_attack", &r.MITRE, true)
+	exactKeys("mitre_attack", []string{"tactic", "tactic_name", "techniques"}, "techniques", []string{"id", "name", "sub_techniques"})
 	decode("recommended_actions", &r.RecommendedActions, false)
 	decode("false_positive_considerations", &r.FalsePositiveConsiderations, false)
 	decode("suppression_window_minutes", &r.SuppressionWindowMinutes, false)
 	decode("allowlist", &r.Allowlist, true)
+	exactKeys("allowlist", []string{"cidrs", "destinations"}, "", nil)
 	decode("entity", &r.Entity, false)
 	decode("min_signals", &r.MinSignals, false)
 	// Severity is read as text so that the message names the rule.

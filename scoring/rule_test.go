@@ -80,7 +80,7 @@ func TestDefaultRules(t *testing.T) {
 // of the .err file beside it in a distinct error of the joined result.
 func TestBadRules(t *testing.T) {
 	// Fixtures whose .err lists every problem, so the count must match.
-	exact := map[string]bool{"unknown-keys": true, "every-field": true, "duplicate": true, "syntax": true}
+	exact := map[string]bool{"unknown-keys": true, "every-field": true, "duplicate": true, "syntax": true, "case": true}
 	files, err := filepath.Glob("testdata/rules/*.bad.json")
 	if err != nil || len(files) == 0 {
 		t.Fatal("no fixtures", err)
