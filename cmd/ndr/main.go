@@ -42,6 +42,7 @@ func commands() []command {
 		{"serve", "receive events over gRPC, store and score them", runServe},
 		{"send", "stream Zeek logs or event files to an ndr server", runSend},
 		{"replay", "run files through the pipeline in one process (no gRPC)", runReplay},
+		{"gen", "generate labelled Zeek conn logs of attacks and benign look-alikes", runGen},
 		{"clickhouse", "serve an embedded ClickHouse on loopback", runClickHouse},
 		{"version", "print the version", runVersion},
 	}

@@ -242,3 +242,24 @@ func TestReplaySkipsOtherZeekLogs(t *testing.T) {
 		t.Fatalf("skipped dns.log not reported:\n%s", errOut)
 	}
 }
+
+func TestGenIsDeterministicAndReadable(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
+	for _, out := range []string{a, b} {
+		if code, _, errOut := runCmd(t.Context(), "gen", "--preset", "lateral", "--seed", "7", "--out", out, "--labels", out+".labels"); code != exitOK {
+			t.Fatalf("gen exit %d: %s", code, errOut)
+		}
+	}
+	ba, _ := os.ReadFile(a)
+	bb, _ := os.ReadFile(b)
+	if len(ba) == 0 || !bytes.Equal(ba, bb) {
+		t.Fatalf("same seed gave different output (%d vs %d bytes)", len(ba), len(bb))
+	}
+	if code, out, errOut := runCmd(t.Context(), "replay", "--no-store", a); code != exitOK {
+		t.Fatalf("replay of generated log: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if code, _, _ := runCmd(t.Context(), "gen", "--preset", "nope"); code != exitUsage {
+		t.Fatalf("unknown preset: exit %d, want %d", code, exitUsage)
+	}
+}
