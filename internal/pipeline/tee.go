@@ -132,4 +132,3 @@ func (t *Tee) Analysed() uint64 { return t.analysed.Load() }
 
 // Failures counts analysis errors.
 func (t *Tee) Failures() uint64 { return t.failures.Load() }
-
