@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ndr-go/ndr/internal/chtest"
 	"github.com/ndr-go/ndr/internal/store"
+	"github.com/ndr-go/ndr/scoring"
 )
 
 func TestMain(m *testing.M) { chtest.Main(m) }
@@ -262,4 +264,90 @@ func TestGenIsDeterministicAndReadable(t *testing.T) {
 	if code, _, _ := runCmd(t.Context(), "gen", "--preset", "nope"); code != exitUsage {
 		t.Fatalf("unknown preset: exit %d, want %d", code, exitUsage)
 	}
+}
+
+// TestServeMatchesReplay streams a generated scenario through `ndr serve`
+// and checks the issue's two promises: the same detections as `ndr replay`
+// of the same file, and rows in ndr.detections that match the JSON lines.
+func TestServeMatchesReplay(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "mixed.log")
+	if code, _, errOut := runCmd(t.Context(), "gen", "--preset", "mixed", "--duration", "3h", "--seed", "3", "--out", log); code != exitOK {
+		t.Fatalf("gen: %s", errOut)
+	}
+	replayOut := filepath.Join(dir, "replay.jsonl")
+	if code, out, errOut := runCmd(t.Context(), "replay", "--no-store", "--out", replayOut, log); code != exitOK {
+		t.Fatalf("replay exit %d\n%s\n%s", code, out, errOut)
+	}
+	want := readDetections(t, replayOut)
+	if len(want) < 3 {
+		t.Fatalf("replay found %d detections; the scenario holds lateral, C2 and exfiltration", len(want))
+	}
+
+	dsn := chtest.NewDatabase(t)
+	serveOut := filepath.Join(dir, "serve.jsonl")
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var sOut, sErr syncBuffer
+	served := make(chan int, 1)
+	go func() {
+		served <- run(ctx, []string{"serve", "--grpc-addr", "127.0.0.1:0", "--clickhouse", dsn, "--flush-interval", "200ms", "--out", serveOut},
+			strings.NewReader(""), &sOut, &sErr, env(nil))
+	}()
+	addr := waitForAddr(t, &sOut, served)
+	if code, out, errOut := runCmd(t.Context(), "send", "--addr", addr, "--progress", "0", "--batch-size", "500", log); code != exitOK {
+		t.Fatalf("send exit %d\n%s\n%s", code, out, errOut)
+	}
+	cancel() // shutdown closes every window, as the end of a replay does
+	if code := <-served; code != exitOK {
+		t.Fatalf("serve exit %d\n%s", code, sErr.String())
+	}
+
+	// serve's --out holds every version; the last line of each id is current.
+	latest := map[string]scoring.Detection{}
+	for _, d := range readDetections(t, serveOut) {
+		latest[d.ID] = d
+	}
+	if len(latest) != len(want) {
+		t.Fatalf("serve made %d detections, replay %d", len(latest), len(want))
+	}
+	st := openTestStore(t, dsn)
+	for _, w := range want {
+		got, ok := latest[w.ID]
+		if !ok {
+			t.Errorf("replay's %s %s %s missing from serve", w.ID, w.Type, w.Src)
+			continue
+		}
+		if got.Type != w.Type || got.Src != w.Src || got.Severity != w.Severity || got.FirstSeen != w.FirstSeen || got.LastSeen != w.LastSeen || got.Count != w.Count {
+			t.Errorf("%s differs:\nserve  %+v\nreplay %+v", w.ID, got, w)
+		}
+		line, _ := json.Marshal(got)
+		var fields map[string]json.RawMessage
+		json.Unmarshal(line, &fields)
+		var typ, src, severity, signals, evidence string
+		var count uint32
+		qctx := store.WithParams(t.Context(), store.Params{"id": w.ID})
+		if err := st.QueryRow(qctx, "SELECT type, src_ip, toString(severity), count, signals, evidence FROM detections_latest WHERE detection_id = {id:String}").Scan(&typ, &src, &severity, &count, &signals, &evidence); err != nil {
+			t.Errorf("%s: %v", w.ID, err)
+			continue
+		}
+		if typ != got.Type || src != got.Src.String() || severity != got.Severity.String() || int(count) != got.Count ||
+			signals != string(fields["signals"]) || evidence != string(fields["evidence"]) {
+			t.Errorf("%s: ndr.detections row differs from its JSON line", w.ID)
+		}
+	}
+}
+
+func readDetections(t *testing.T, name string) []scoring.Detection {
+	t.Helper()
+	f, err := os.Open(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	ds, err := scoring.ReadJSONLines(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
 }

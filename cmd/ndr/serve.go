@@ -11,15 +11,19 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/ndr-go/ndr/ingest/server"
+	"github.com/ndr-go/ndr/internal/pipeline"
+	"github.com/ndr-go/ndr/scoring"
 )
 
 func runServe(ctx context.Context, args []string, env *environment) error {
 	fs := newFlagSet(env, "serve", "")
 	var sf storageFlags
 	sf.register(fs)
+	var af analysisFlags
+	af.register(fs)
+	out := fs.String("out", "", "also append every detection event (created and updated) as a JSON line to this file")
 	scfg := server.DefaultConfig()
 	grpcAddr := fs.String("grpc-addr", "127.0.0.1:50051", "gRPC listen address")
 	fs.IntVar(&scfg.MaxEventsPerBatch, "max-events-per-batch", scfg.MaxEventsPerBatch, "largest batch accepted")
@@ -40,6 +44,10 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 	}
 	if err := scfg.Validate(); err != nil {
 		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	acfg, err := af.config()
+	if err != nil {
+		return err
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return usageErr("--tls-cert and --tls-key go together")
@@ -73,8 +81,28 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 		return err
 	}
 	writer.Start(ctx)
+	aw, err := st.NewAnalysisWriter(st.Config().Writer)
+	if err != nil {
+		return err
+	}
+	aw.Start(ctx)
+	outs := pipeline.Outputs{Signals: aw, Detections: []scoring.Sink{detectionStore(aw)}}
+	if *out != "" {
+		f, err := os.OpenFile(*out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		outs.Detections = append(outs.Detections, scoring.NewJSONLines(f))
+	}
+	an, err := pipeline.NewAnalyzer(acfg, outs, env.log, nil)
+	if err != nil {
+		return err
+	}
+	tee := pipeline.NewTee(writer, an, 256, env.log)
+	tee.Start(ctx)
 
-	srv, err := server.New(scfg, writer, env.log, time.Now)
+	srv, err := server.New(scfg, tee, env.log, time.Now)
 	if err != nil {
 		return err
 	}
@@ -95,17 +123,27 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 	}
 	health.Shutdown()
 	gracefulStop(g, *drain)
-	// Flush what the stopped streams handed over; acks for it are lost,
-	// and senders resend, which the store's deduplication absorbs.
+	// Flush what the stopped streams handed over (their acks are lost and
+	// senders resend, which deduplication absorbs), then close every window
+	// so the last detections are written, then the analysis outputs.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), *drain)
 	defer cancel()
-	if err := writer.Shutdown(sctx); err != nil {
+	if err := writer.Flush(sctx); err != nil {
 		runErr = errors.Join(runErr, fmt.Errorf("flush: %w", err))
+	}
+	if err := tee.Shutdown(sctx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("analysis: %w", err))
+	}
+	for _, stop := range []func(context.Context) error{aw.Shutdown, writer.Shutdown} {
+		if err := stop(sctx); err != nil {
+			runErr = errors.Join(runErr, fmt.Errorf("flush: %w", err))
+		}
 	}
 	s := srv.Stats()
 	ws := writer.Stats()
-	fmt.Fprintf(env.stdout, "ndr serve: stopped; %d batches, %d events stored, %d rejected, %d duplicate batches; %d rows in %d inserts\n",
-		s.Batches, s.Accepted, s.Rejected, s.Duplicates, ws.Rows, ws.Inserts)
+	as := aw.Stats()
+	fmt.Fprintf(env.stdout, "ndr serve: stopped; %d batches, %d events stored, %d rejected, %d duplicate batches; %d rows in %d inserts; %d signals, %d detection versions\n",
+		s.Batches, s.Accepted, s.Rejected, s.Duplicates, ws.Rows, ws.Inserts, as.Signals, as.Detections)
 	return runErr
 }
 
@@ -147,5 +185,3 @@ func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 	}
 	return tc, nil
 }
-
-var _ = healthpb.HealthCheckResponse_SERVING
