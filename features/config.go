@@ -550,6 +550,9 @@ func (c *Config) Validate() error {
 	pos("destination_diversity.min_destinations", float64(s.DestinationDiversity.MinDestinations))
 	bands("destination_diversity", s.DestinationDiversity.Bands, false)
 
+	if len(c.hostWindows()) == 0 && len(c.pairWindows()) == 0 && !ce.Enabled {
+		bad("signals: none is enabled")
+	}
 	if len(errs) == 0 {
 		// Derived limits only make sense on sane windows.
 		g := c.geometry()

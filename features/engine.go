@@ -3,6 +3,7 @@ package features
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -160,15 +161,15 @@ type Engine struct {
 	hosts      []host
 	hostFree   []int32
 	nHosts     int
-	hpanes     []hostPane
+	hpanes     slab[hostPane]
 	hpFree     int32
 	nHostPanes int
 
-	pairs      []pair
+	pairs      slab[pair]
 	pairFree   []int32
 	nPairs     int
 	pairIDs    map[uint64]int32
-	ppanes     []pairPane
+	ppanes     slab[pairPane]
 	ppFree     int32
 	nPairPanes int
 	plog       []pairLogSlot
@@ -729,12 +730,10 @@ func floorMod(a, b int64) int64 {
 }
 
 func compareKeys(a, b addrKey) int {
-	for i := range a {
-		if a[i] != b[i] {
-			return cmp.Compare(a[i], b[i])
-		}
+	if c := cmp.Compare(binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(b[:8])); c != 0 {
+		return c
 	}
-	return 0
+	return cmp.Compare(binary.BigEndian.Uint64(a[8:]), binary.BigEndian.Uint64(b[8:]))
 }
 
 func cmpU64(a, b uint64) int { return cmp.Compare(a, b) }

@@ -9,9 +9,11 @@ import (
 // in a list (newest first) and its distinct sets (sets.go).
 
 type host struct {
-	addr  uint32 // address id
-	live  bool
-	panes int32 // newest pane, -1 when none
+	addr uint32 // address id
+	live bool
+	// panes is the newest pane, -1 when none; the list runs newest to
+	// oldest, so the open panes, where events land, are at its front.
+	panes int32
 	// lastTS is the newest event time seen, for idle and LRU eviction.
 	lastTS int64
 	// cleanLow: set bits of panes before it have been cleared.
@@ -84,48 +86,46 @@ func (e *Engine) newHostPane(idx int32) int32 {
 	var i int32
 	if e.hpFree >= 0 {
 		i = e.hpFree
-		e.hpFree = e.hpanes[i].next
-		e.hpanes[i] = hostPane{}
+		e.hpFree = e.hpanes.at(i).next
+		*e.hpanes.at(i) = hostPane{}
 	} else {
-		i = int32(len(e.hpanes))
-		e.hpanes = append(e.hpanes, hostPane{})
+		i = e.hpanes.grow()
 	}
-	e.hpanes[i].idx = idx
-	e.hpanes[i].next = -1
+	e.hpanes.at(i).idx = idx
+	e.hpanes.at(i).next = -1
 	e.nHostPanes++
 	return i
 }
 
 func (e *Engine) freeHostPane(i int32) {
-	e.hpanes[i] = hostPane{idx: math.MinInt32, next: e.hpFree}
+	*e.hpanes.at(i) = hostPane{idx: math.MinInt32, next: e.hpFree}
 	e.hpFree = i
 	e.nHostPanes--
 }
 
-// hostPaneFor returns h's pane idx, creating it in order.
+// hostPaneFor returns h's pane idx, creating it in order. Events land in
+// the open panes, at the front of the list.
 func (e *Engine) hostPaneFor(h *host, idx int32) *hostPane {
-	if h.panes >= 0 {
-		p := &e.hpanes[h.panes]
+	prev := int32(-1)
+	cur := h.panes
+	for cur >= 0 {
+		p := e.hpanes.at(cur)
 		if p.idx == idx {
 			return p
 		}
-	}
-	prev := int32(-1)
-	cur := h.panes
-	for cur >= 0 && e.hpanes[cur].idx > idx {
-		prev, cur = cur, e.hpanes[cur].next
-	}
-	if cur >= 0 && e.hpanes[cur].idx == idx {
-		return &e.hpanes[cur]
+		if p.idx < idx {
+			break
+		}
+		prev, cur = cur, p.next
 	}
 	n := e.newHostPane(idx)
-	e.hpanes[n].next = cur
+	e.hpanes.at(n).next = cur
 	if prev < 0 {
 		h.panes = n
 	} else {
-		e.hpanes[prev].next = n
+		e.hpanes.at(prev).next = n
 	}
-	return &e.hpanes[n]
+	return e.hpanes.at(n)
 }
 
 // addHost records one connection of an internal source. dst is the
@@ -274,11 +274,7 @@ func (e *Engine) newHost(addr uint32, t int64) int32 {
 
 func (e *Engine) evictHost(i int32) {
 	h := &e.hosts[i]
-	for p := h.panes; p >= 0; {
-		n := e.hpanes[p].next
-		e.freeHostPane(p)
-		p = n
-	}
+	e.freeHostPanes(h.panes)
 	st := e.geo.stride
 	for j := 0; j < len(h.set.slots); j += st {
 		k := h.set.slots[j]
@@ -341,7 +337,6 @@ func (e *Engine) hostTick(T int64) {
 		}
 	}
 	e.dueShapes = due
-	low := tp + 1 - e.hostKeepPanes // oldest pane the next tick needs
 	var largest int64
 	for _, k := range due {
 		largest = max(largest, e.hostShapes[k].panes)
@@ -350,84 +345,85 @@ func (e *Engine) hostTick(T int64) {
 		ringMask(e.shapeMasks[k], tp-e.hostShapes[idx].panes, tp, e.geo.ring)
 	}
 
+	deep := largest == e.hostKeepPanes // the walk reaches the oldest needed pane
 	for i := range e.hosts {
 		h := &e.hosts[i]
 		if !h.live {
 			continue
 		}
-		// Newest pane before the tick, if any.
-		cur := h.panes
-		for cur >= 0 && int64(e.hpanes[cur].idx) >= tp {
-			cur = e.hpanes[cur].next
-		}
-		if len(due) > 0 && cur >= 0 && int64(e.hpanes[cur].idx) >= tp-largest {
-			e.evalHost(int32(i), cur, tp, T, due)
-		}
-		e.trimHost(h, low)
-		if h.panes < 0 {
+		if h.panes < 0 || int64(e.hpanes.at(h.panes).idx) < tp-e.hostKeepPanes {
+			// Nothing for this tick's windows or any later one.
 			e.stats.HostsEvictedIdle++
 			e.evictHost(int32(i))
+			continue
+		}
+		if len(due) > 0 {
+			e.evalHost(int32(i), tp, T, due, largest, deep)
 		}
 	}
 }
 
-// trimHost frees panes before low. Their set bits go at the host's next
-// evaluation (or at once if a new pane would alias them, see addHost).
-func (e *Engine) trimHost(h *host, low int64) {
-	prev := int32(-1)
-	cur := h.panes
-	for cur >= 0 && int64(e.hpanes[cur].idx) >= low {
-		prev, cur = cur, e.hpanes[cur].next
-	}
-	if cur < 0 {
-		return
-	}
-	if prev < 0 {
-		h.panes = -1
-	} else {
-		e.hpanes[prev].next = -1
-	}
-	for cur >= 0 {
-		n := e.hpanes[cur].next
-		e.freeHostPane(cur)
-		cur = n
+// freeHostPanes frees a list of panes.
+func (e *Engine) freeHostPanes(p int32) {
+	for p >= 0 {
+		n := e.hpanes.at(p).next
+		e.freeHostPane(p)
+		p = n
 	}
 }
 
-// evalHost computes the rows of host i for the due shapes at tick T; cur
-// is its newest pane before the tick.
-func (e *Engine) evalHost(i int32, cur int32, tp, T int64, due []int) {
+// evalHost computes the rows of host i for the due shapes at tick T
+// (largest: the largest due shape, in panes). A deep walk (the largest
+// due shape is the largest kept) also frees the panes before its window,
+// which no later tick needs; shallower ticks leave them for the next deep
+// one (at most one hop of the largest window later).
+func (e *Engine) evalHost(i int32, tp, T int64, due []int, largest int64, deep bool) {
 	h := &e.hosts[i]
 	n := len(due)
 	aggs := e.scratchAggs[:n]
 	clear(aggs)
-	// Due shapes are in ascending size: the panes of a smaller window are
-	// a suffix of a larger one's, so one walk fills every shape.
-	var acc hostAgg
-	k := 0
-	for p := cur; p >= 0; p = e.hpanes[p].next {
-		hp := &e.hpanes[p]
-		for k < n && int64(hp.idx) < tp-e.hostShapes[due[k]].panes {
-			aggs[k] = acc
-			k++
-		}
-		if k == n {
+	prev := int32(-1)
+	for p := h.panes; p >= 0; p = e.hpanes.at(p).next {
+		hp := e.hpanes.at(p)
+		idx := int64(hp.idx)
+		if idx < tp-largest {
+			if deep {
+				// Cut after prev, the oldest pane of this tick's largest
+				// window (kept one deep walk longer than needed).
+				var rest int32
+				if prev < 0 {
+					rest, h.panes = h.panes, -1
+				} else {
+					rest = e.hpanes.at(prev).next
+					e.hpanes.at(prev).next = -1
+				}
+				e.freeHostPanes(rest)
+			}
 			break
 		}
-		acc.addPane(hp, e.hostStart(hp.idx))
+		prev = p
+		if idx >= tp {
+			continue
+		}
+		start := e.hostStart(hp.idx)
+		for x, k := range due {
+			if idx >= tp-e.hostShapes[k].panes {
+				aggs[x].addPane(hp, start)
+			}
+		}
 	}
-	for ; k < n; k++ {
-		aggs[k] = acc
+	if aggs[n-1].conns == 0 {
+		return // nothing in the largest due window, hence in none
 	}
 
 	// One pass over the distinct sets for every shape; then each
 	// element's bits of panes before this tick's largest window are
 	// cleared (that window's oldest pane stays until the next pass, for
 	// hostDetail), and an element left without bits is deleted.
-	low := tp - e.hostKeepPanes
+	clean := tp - e.hostKeepPanes
 	keep := e.scratchMask[:e.geo.words]
-	ringMask(keep, low, low+e.hostKeepSpan, e.geo.ring)
-	h.cleanLow = low
+	ringMask(keep, clean, clean+e.hostKeepSpan, e.geo.ring)
+	h.cleanLow = clean
 	var d [maxShapes]distinct
 	st := e.geo.stride
 	s := h.set.slots

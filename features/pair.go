@@ -37,7 +37,8 @@ func keyPort(k uint64) uint16 { return uint16(k) }
 
 // pairPane aggregates one pair's connections in one pane. first and last
 // are µs offsets from the pane start; sumSq is the sum of squared gaps
-// (seconds²) between consecutive connections inside the pane, so the gap
+// (µs², exact: it cannot exceed the pane length squared) between
+// consecutive connections inside the pane, so the gap
 // statistics of any run of panes follow exactly: the gaps across pane
 // boundaries are next.first - prev.last, and the gap sum telescopes to
 // last - first.
@@ -47,7 +48,7 @@ type pairPane struct {
 	conns       uint32
 	first, last uint32
 	dirty       uint32 // a connection arrived inside (first, last): recompute at seal
-	sumSq       float64
+	sumSq       uint64
 	out, in     uint64
 }
 
@@ -83,42 +84,41 @@ func (e *Engine) newPairPane(idx int32) int32 {
 	var i int32
 	if e.ppFree >= 0 {
 		i = e.ppFree
-		e.ppFree = e.ppanes[i].next
+		e.ppFree = e.ppanes.at(i).next
 	} else {
-		i = int32(len(e.ppanes))
-		e.ppanes = append(e.ppanes, pairPane{})
+		i = e.ppanes.grow()
 	}
-	e.ppanes[i] = pairPane{idx: idx, next: -1}
+	*e.ppanes.at(i) = pairPane{idx: idx, next: -1}
 	e.nPairPanes++
 	return i
 }
 
 func (e *Engine) freePairPane(i int32) {
-	e.ppanes[i] = pairPane{idx: math.MinInt32, next: e.ppFree}
+	*e.ppanes.at(i) = pairPane{idx: math.MinInt32, next: e.ppFree}
 	e.ppFree = i
 	e.nPairPanes--
 }
 
 func (e *Engine) pairPaneFor(p *pair, idx int32) *pairPane {
-	if p.panes >= 0 && e.ppanes[p.panes].idx == idx {
-		return &e.ppanes[p.panes]
+	if p.panes >= 0 && e.ppanes.at(p.panes).idx == idx {
+		return e.ppanes.at(p.panes)
 	}
 	prev := int32(-1)
 	cur := p.panes
-	for cur >= 0 && e.ppanes[cur].idx > idx {
-		prev, cur = cur, e.ppanes[cur].next
+	for cur >= 0 && e.ppanes.at(cur).idx > idx {
+		prev, cur = cur, e.ppanes.at(cur).next
 	}
-	if cur >= 0 && e.ppanes[cur].idx == idx {
-		return &e.ppanes[cur]
+	if cur >= 0 && e.ppanes.at(cur).idx == idx {
+		return e.ppanes.at(cur)
 	}
 	n := e.newPairPane(idx)
-	e.ppanes[n].next = cur
+	e.ppanes.at(n).next = cur
 	if prev < 0 {
 		p.panes = n
 	} else {
-		e.ppanes[prev].next = n
+		e.ppanes.at(prev).next = n
 	}
-	return &e.ppanes[n]
+	return e.ppanes.at(n)
 }
 
 // addPair records one connection of an internal source to c.dst.
@@ -131,19 +131,23 @@ func (e *Engine) addPair(src uint32, c *connView) {
 			return
 		}
 	}
-	p := &e.pairs[id]
+	p := e.pairs.at(id)
 	pidx := e.pairIdx(c.t)
 	pp := e.pairPaneFor(p, pidx)
 	off := uint32(c.t - e.pairStart(pidx))
 	switch {
 	case pp.conns == 0:
 		pp.first, pp.last = off, off
+		// A pair active in a new pane moves to the front of its
+		// destination's list, so that prevalence walks (dstSources)
+		// meet active pairs first and stop early.
+		e.dstFront(id, p)
 	case off >= pp.last:
-		g := float64(off-pp.last) / 1e6
+		g := uint64(off - pp.last)
 		pp.sumSq += g * g
 		pp.last = off
 	case off <= pp.first:
-		g := float64(pp.first-off) / 1e6
+		g := uint64(pp.first - off)
 		pp.sumSq += g * g
 		pp.first = off
 	default:
@@ -192,10 +196,9 @@ func (e *Engine) newPair(key uint64, c *connView) int32 {
 		id = e.pairFree[n-1]
 		e.pairFree = e.pairFree[:n-1]
 	} else {
-		id = int32(len(e.pairs))
-		e.pairs = append(e.pairs, pair{})
+		id = e.pairs.grow()
 	}
-	p := &e.pairs[id]
+	p := e.pairs.at(id)
 	gen := p.gen + 1
 	*p = pair{key: key, panes: -1, dstPrev: -1, dstNext: -1, gen: gen, flags: pairLive, lastTS: c.t}
 	if c.dstInternal {
@@ -207,7 +210,7 @@ func (e *Engine) newPair(key uint64, c *connView) int32 {
 	m := &e.addrs.meta[dst]
 	if m.pairHead >= 0 {
 		p.dstNext = m.pairHead
-		e.pairs[m.pairHead].dstPrev = id
+		e.pairs.at(m.pairHead).dstPrev = id
 	}
 	m.pairHead = id
 	e.pairIDs[key] = id
@@ -215,22 +218,39 @@ func (e *Engine) newPair(key uint64, c *connView) int32 {
 	return id
 }
 
-func (e *Engine) evictPair(id int32) {
-	p := &e.pairs[id]
-	for q := p.panes; q >= 0; {
-		n := e.ppanes[q].next
-		e.freePairPane(q)
-		q = n
-	}
-	dst := keyDst(p.key)
+// dstUnlink takes pair id out of its destination's list.
+func (e *Engine) dstUnlink(p *pair) {
 	if p.dstPrev >= 0 {
-		e.pairs[p.dstPrev].dstNext = p.dstNext
+		e.pairs.at(p.dstPrev).dstNext = p.dstNext
 	} else {
-		e.addrs.meta[dst].pairHead = p.dstNext
+		e.addrs.meta[keyDst(p.key)].pairHead = p.dstNext
 	}
 	if p.dstNext >= 0 {
-		e.pairs[p.dstNext].dstPrev = p.dstPrev
+		e.pairs.at(p.dstNext).dstPrev = p.dstPrev
 	}
+	p.dstPrev, p.dstNext = -1, -1
+}
+
+// dstFront moves pair id to the front of its destination's list.
+func (e *Engine) dstFront(id int32, p *pair) {
+	m := &e.addrs.meta[keyDst(p.key)]
+	if m.pairHead == id {
+		return
+	}
+	e.dstUnlink(p)
+	p.dstNext = m.pairHead
+	if m.pairHead >= 0 {
+		e.pairs.at(m.pairHead).dstPrev = id
+	}
+	m.pairHead = id
+}
+
+func (e *Engine) evictPair(id int32) {
+	p := e.pairs.at(id)
+	e.freePairPanes(p, p.panes)
+	p.panes = -1
+	dst := keyDst(p.key)
+	e.dstUnlink(p)
 	delete(e.pairIDs, p.key)
 	e.addrs.unref(keySrc(p.key))
 	e.addrs.unref(dst)
@@ -246,8 +266,8 @@ func (e *Engine) evictPair(id int32) {
 func (e *Engine) evictOldestPairs() {
 	sealed := e.wm - floorMod(e.wm, e.g.pairPane)
 	cand := e.scratchTS[:0]
-	for i := range e.pairs {
-		if p := &e.pairs[i]; p.flags&pairLive != 0 && p.lastTS < sealed {
+	for i := range int32(e.pairs.len()) {
+		if p := e.pairs.at(i); p.flags&pairLive != 0 && p.lastTS < sealed {
 			cand = append(cand, p.lastTS)
 		}
 	}
@@ -258,11 +278,11 @@ func (e *Engine) evictOldestPairs() {
 	n := min(max(1, e.cfg.Limits.MaxPairs/16), len(cand))
 	cut := nthSmallest(cand, n-1)
 	evicted := 0
-	for i := range e.pairs {
+	for i := range int32(e.pairs.len()) {
 		if evicted >= n {
 			break
 		}
-		if p := &e.pairs[i]; p.flags&pairLive != 0 && p.lastTS <= cut && p.lastTS < sealed {
+		if p := e.pairs.at(i); p.flags&pairLive != 0 && p.lastTS <= cut && p.lastTS < sealed {
 			e.evictPair(int32(i))
 			evicted++
 		}
@@ -297,9 +317,9 @@ func (e *Engine) sealPairPane(idx int64) {
 		for i := 0; i < len(ent); {
 			j := i
 			pp := e.pairPaneAt(ent[i].pair, int32(idx))
-			var sum float64
+			var sum uint64
 			for j+1 < len(ent) && ent[j+1].pair == ent[i].pair {
-				g := float64(ent[j+1].off-ent[j].off) / 1e6
+				g := uint64(ent[j+1].off - ent[j].off)
 				sum += g * g
 				j++
 			}
@@ -314,8 +334,8 @@ func (e *Engine) sealPairPane(idx int64) {
 }
 
 func (e *Engine) pairPaneAt(id int32, idx int32) *pairPane {
-	for q := e.pairs[id].panes; q >= 0; q = e.ppanes[q].next {
-		if pp := &e.ppanes[q]; pp.idx <= idx {
+	for q := e.pairs.at(id).panes; q >= 0; q = e.ppanes.at(q).next {
+		if pp := e.ppanes.at(q); pp.idx <= idx {
 			if pp.idx == idx {
 				return pp
 			}
@@ -325,26 +345,14 @@ func (e *Engine) pairPaneAt(id int32, idx int32) *pairPane {
 	return nil
 }
 
-// trimPair frees panes before low.
-func (e *Engine) trimPair(p *pair, low int64) {
-	prev := int32(-1)
-	cur := p.panes
-	for cur >= 0 && int64(e.ppanes[cur].idx) >= low {
-		prev, cur = cur, e.ppanes[cur].next
-	}
-	if cur < 0 {
-		return
-	}
-	if prev < 0 {
-		p.panes = -1
-	} else {
-		e.ppanes[prev].next = -1
-	}
-	for cur >= 0 {
-		n := e.ppanes[cur].next
-		p.retained -= e.ppanes[cur].conns
-		e.freePairPane(cur)
-		cur = n
+// freePairPanes frees the list of panes from q on, which must be p's.
+func (e *Engine) freePairPanes(p *pair, q int32) {
+	for q >= 0 {
+		pp := e.ppanes.at(q)
+		n := pp.next
+		p.retained -= pp.conns
+		e.freePairPane(q)
+		q = n
 	}
 }
 
@@ -366,13 +374,15 @@ func (e *Engine) pairTick(T int64) {
 	}
 	e.dueShapes = due
 
+	// Panes before low are freed every fourth pair tick.
+	deep := floorMod(T, 4*e.g.pairPane) == 0
 	kept := e.hot[:0]
 	for _, r := range e.hot {
-		p := &e.pairs[r.id]
+		p := e.pairs.at(r.id)
 		if p.gen != r.gen || p.flags&pairLive == 0 {
 			continue
 		}
-		if e.evalPair(r.id, tp, T, low, due) {
+		if e.evalPair(r.id, tp, T, low, due, deep) {
 			kept = append(kept, r)
 		} else {
 			p.flags &^= pairHot
@@ -382,30 +392,30 @@ func (e *Engine) pairTick(T int64) {
 	e.hot = kept
 
 	// Idle sweep: every pair is visited at least every four pair ticks.
-	n := len(e.pairs)/4 + 1
-	for ; n > 0 && len(e.pairs) > 0; n-- {
-		if e.sweep >= len(e.pairs) {
+	// A pair whose newest connection is before low has no pane left; the
+	// check reads only the pair entry, in memory order.
+	n := e.pairs.len()/4 + 1
+	for ; n > 0 && e.pairs.len() > 0; n-- {
+		if e.sweep >= e.pairs.len() {
 			e.sweep = 0
 		}
 		id := int32(e.sweep)
 		e.sweep++
-		p := &e.pairs[id]
-		if p.flags&pairLive == 0 {
-			continue
-		}
-		e.trimPair(p, low)
-		if p.panes < 0 {
+		p := e.pairs.at(id)
+		if p.flags&pairLive != 0 && int64(e.pairIdx(p.lastTS)) < low {
 			e.stats.PairsEvictedIdle++
 			e.evictPair(id)
 		}
 	}
 }
 
-// winStats are a pair's connections over a run of panes.
+// winStats are a pair's connections over a run of panes, always added in
+// time order so that the floating-point sum is the same for any arrival
+// order of the connections.
 type winStats struct {
 	conns       uint32
 	first, last int64
-	sumSq       float64
+	sumSq       float64 // seconds²
 	out, in     uint64
 }
 
@@ -419,7 +429,7 @@ func (w *winStats) add(pp *pairPane, start int64) {
 	}
 	w.conns += pp.conns
 	w.last = l
-	w.sumSq += pp.sumSq
+	w.sumSq += float64(pp.sumSq) / 1e12
 	w.out += pp.out
 	w.in += pp.in
 }
@@ -448,22 +458,67 @@ func (w *winStats) gaps() (mean, sd, cv float64, ok bool) {
 }
 
 // evalPair emits the rows of hot pair id at tick T; it reports whether the
-// pair is still hot.
-func (e *Engine) evalPair(id int32, tp, T, low int64, due []int) bool {
-	p := &e.pairs[id]
-	e.trimPair(p, low)
+// pair is still hot. It walks the pair's panes newest first only as far
+// as this tick needs: the largest due window, and the whole of any session
+// that closes now. Every few ticks (deep) it walks on to free the panes
+// before low.
+func (e *Engine) evalPair(id int32, tp, T, low int64, due []int, deep bool) bool {
+	p := e.pairs.at(id)
+	var largest int64
+	for _, k := range due {
+		largest = max(largest, e.pairShapes[k].panes)
+	}
+	ce := &e.cfg.Signals.CommandExchange
+	gap, cut := ce.Session.Gap.micros(), ce.Session.MaxLength.micros()
+	stop := tp - largest
+	if ce.Enabled {
+		// A session that ends by its gap at this tick has its last
+		// connection within gap + pane before T.
+		stop = min(stop, tp-(gap+e.g.pairPane-1)/e.g.pairPane-1)
+	}
+
+	ps := e.scratchPanes[:0] // newest first
+	prev := int32(-1)
+	var newer *pairPane // the pane visited before, newer in time
+	closing := false
+	for q := p.panes; q >= 0; {
+		pp := e.ppanes.at(q)
+		idx := int64(pp.idx)
+		if deep && idx < low {
+			if prev < 0 {
+				p.panes = -1
+			} else {
+				e.ppanes.at(prev).next = -1
+			}
+			e.freePairPanes(p, q)
+			break
+		}
+		if idx < tp && ce.Enabled {
+			// Sessions are runs of panes; is pp the newest pane of a run
+			// that closes at this tick?
+			start := e.pairStart(pp.idx)
+			cont := newer != nil && floorDiv(e.pairStart(newer.idx), cut) == floorDiv(start, cut) &&
+				e.pairStart(newer.idx)+int64(newer.first)-(start+int64(pp.last)) < gap
+			if !cont {
+				end := min(start+int64(pp.last)+gap, (floorDiv(start, cut)+1)*cut)
+				closing = end > T-e.g.pairPane && end <= T
+			}
+		}
+		need := idx < tp && (idx >= stop || closing)
+		if !need && idx < stop && !deep {
+			break
+		}
+		if need {
+			ps = append(ps, q)
+		}
+		newer = pp
+		prev, q = q, pp.next
+	}
+	e.scratchPanes = ps
 	if p.retained < uint32(e.hotMin) {
 		return false
 	}
-	// Complete panes, oldest first.
-	ps := e.scratchPanes[:0]
-	for q := p.panes; q >= 0; q = e.ppanes[q].next {
-		if int64(e.ppanes[q].idx) < tp {
-			ps = append(ps, q)
-		}
-	}
-	slices.Reverse(ps)
-	e.scratchPanes = ps
+	slices.Reverse(ps) // oldest first
 	// Rows are built from hotMin connections (the least any enabled pair
 	// signal or the row output needs); pairRow keeps those that make the
 	// row minimum or fire a signal.
@@ -473,7 +528,7 @@ func (e *Engine) evalPair(id int32, tp, T, low int64, due []int) bool {
 		sh := &e.pairShapes[k]
 		var w winStats
 		for _, q := range ps {
-			pp := &e.ppanes[q]
+			pp := e.ppanes.at(q)
 			if int64(pp.idx) >= tp-sh.panes {
 				w.add(pp, e.pairStart(pp.idx))
 			}
@@ -485,37 +540,37 @@ func (e *Engine) evalPair(id int32, tp, T, low int64, due []int) bool {
 
 	// Sessions: runs of panes without a gap of Gap or more, cut at
 	// multiples of MaxLength; a session closes at the first tick at or
-	// after min(last+Gap, end of its cut).
-	if ce := &e.cfg.Signals.CommandExchange; ce.Enabled {
-		gap, cut := ce.Session.Gap.micros(), ce.Session.MaxLength.micros()
+	// after min(last+Gap, end of its cut). Only closing runs were
+	// collected whole.
+	if ce.Enabled {
 		var w winStats
 		var cell int64
-		flush := func() {
+		emit := func() {
 			end := min(w.last+gap, (cell+1)*cut)
 			if w.conns >= evalMin && end > T-e.g.pairPane && end <= T {
 				e.pairRow(id, len(e.pairShapes), w.first, end, &w)
 			}
 		}
 		for _, q := range ps {
-			pp := &e.ppanes[q]
+			pp := e.ppanes.at(q)
 			start := e.pairStart(pp.idx)
 			c := floorDiv(start, cut)
 			if w.conns > 0 && (c != cell || start+int64(pp.first)-w.last >= gap) {
-				flush()
+				emit()
 				w = winStats{}
 			}
 			cell = c
 			w.add(pp, start)
 		}
 		if w.conns > 0 {
-			flush()
+			emit()
 		}
 	}
 	return true
 }
 
 func (e *Engine) pairRow(id int32, shape int, start, end int64, w *winStats) {
-	p := &e.pairs[id]
+	p := e.pairs.at(id)
 	r := pairRow{
 		start: start, end: end, shape: shape, pairIdx: id,
 		src: e.addrs.keys[keySrc(p.key)], dst: e.addrs.keys[keyDst(p.key)], port: keyPort(p.key),
@@ -545,12 +600,12 @@ func (e *Engine) dstSources(dst uint32, lo, hi int64) (uint32, bool) {
 	defer func() { e.scratchSrc = seen[:0] }()
 	steps := 0
 	loIdx, hiIdx := e.pairIdx(lo), e.pairIdxCeil(hi)
-	for q := e.addrs.meta[dst].pairHead; q >= 0; q = e.pairs[q].dstNext {
+	for q := e.addrs.meta[dst].pairHead; q >= 0; q = e.pairs.at(q).dstNext {
 		steps++
 		if steps > maxPrevalenceWalk {
 			return uint32(limit), true
 		}
-		src := keySrc(e.pairs[q].key)
+		src := keySrc(e.pairs.at(q).key)
 		if slices.Contains(seen, src) || !e.pairActive(q, loIdx, hiIdx) {
 			continue
 		}
@@ -564,8 +619,12 @@ func (e *Engine) dstSources(dst uint32, lo, hi int64) (uint32, bool) {
 
 // pairActive reports whether pair q has a pane in [lo, hi).
 func (e *Engine) pairActive(q int32, lo, hi int32) bool {
-	for x := e.pairs[q].panes; x >= 0; x = e.ppanes[x].next {
-		idx := e.ppanes[x].idx
+	p := e.pairs.at(q)
+	if e.pairIdx(p.lastTS) < lo {
+		return false // its newest connection is older
+	}
+	for x := p.panes; x >= 0; x = e.ppanes.at(x).next {
+		idx := e.ppanes.at(x).idx
 		if idx < hi {
 			return idx >= lo
 		}

@@ -1,0 +1,172 @@
+package features
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/ndr-go/ndr/ingest"
+)
+
+// discard is an Emitter that only counts.
+type discard struct{ rows, signals int }
+
+func (d *discard) Emit(_ context.Context, out *WindowOutput) error {
+	d.rows += int(out.Hosts.NumRows() + out.Pairs.NumRows())
+	d.signals += len(out.Signals)
+	return nil
+}
+
+// synthConn is a connection without pointers, so that a benchmark's
+// input of millions of events costs the garbage collector nothing; fill
+// turns a run of them into ingest.Conns, as a reader would.
+type synthConn struct {
+	ts       int64
+	src, dst [4]byte
+	port     uint16
+	proto    ingest.Transport
+	state    ingest.ConnState
+	out, in  uint64
+}
+
+func fill(dst []ingest.Conn, src []synthConn) []ingest.Conn {
+	dst = dst[:len(src)]
+	for i := range src {
+		s := &src[i]
+		dst[i] = ingest.Conn{
+			TS: s.ts, OrigH: netip.AddrFrom4(s.src), RespH: netip.AddrFrom4(s.dst), OrigP: 50000, RespP: s.port,
+			Proto: s.proto, ConnState: s.state, OrigBytes: s.out, RespBytes: s.in,
+		}
+	}
+	return dst
+}
+
+// synthStream is a day-in-the-life mix for benchmarks: internal hosts
+// browsing popular and rare external destinations (Zipf), DNS to internal
+// resolvers, SMB, SSH and RDP between internal hosts, high ports (a
+// quarter of them failing), NTP, with event times advancing at rate
+// events per second and jittered by up to 20 s (within the lateness).
+func synthStream(n, hosts, dsts int, rate float64, seed uint64) []synthConn {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	zipf := rand.NewZipf(rng, 1.2, 4, uint64(dsts-1))
+	start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC).UnixMicro()
+	out := make([]synthConn, n)
+	host := func(i int) [4]byte { return [4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)} }
+	ext := func(i uint64) [4]byte { return [4]byte{byte(20 + i>>24%180), byte(i >> 16), byte(i >> 8), byte(i)} }
+	for i := range out {
+		c := &out[i]
+		c.ts = start + int64(float64(i)/rate*1e6) - rng.Int64N(20_000_000)
+		c.src, c.proto, c.state = host(rng.IntN(hosts)), ingest.TCP, ingest.SF
+		switch r := rng.IntN(100); {
+		case r < 60:
+			c.dst, c.port = ext(zipf.Uint64()), 443
+			c.out, c.in = uint64(500+rng.IntN(5000)), uint64(rng.ExpFloat64()*80_000)
+		case r < 72:
+			c.dst, c.port = ext(zipf.Uint64()), 80
+			c.out, c.in = uint64(300+rng.IntN(800)), uint64(rng.ExpFloat64()*200_000)
+		case r < 85:
+			c.dst, c.port, c.proto = host(rng.IntN(4)), 53, ingest.UDP
+			c.out, c.in = 40, 120
+		case r < 90:
+			c.dst, c.port = host(rng.IntN(hosts)), []uint16{445, 22, 3389, 135}[rng.IntN(4)]
+			c.out, c.in = uint64(rng.IntN(10_000)), uint64(rng.ExpFloat64()*1e6)
+		case r < 95:
+			c.dst, c.port = ext(uint64(rng.IntN(dsts))), uint16(1024+rng.IntN(60000))
+			c.out, c.in = uint64(rng.IntN(2000)), uint64(rng.IntN(4000))
+			if rng.IntN(4) == 0 {
+				c.state = ingest.S0
+			}
+		default:
+			c.dst, c.port, c.proto = ext(uint64(rng.IntN(16))), 123, ingest.UDP
+			c.out, c.in = 48, 48
+		}
+	}
+	return out
+}
+
+// BenchmarkProcess measures the engine on a synthetic stream: 2,000,000
+// connections from 5,000 internal hosts to 200,000 destinations at 5,000
+// connections per second of event time (400 s), fed in batches of 1024,
+// Flush (the last 10 minutes of windows) included. events/s counts the
+// input connections.
+func BenchmarkProcess(b *testing.B) {
+	stream := synthStream(2_000_000, 5_000, 200_000, 5_000, 1)
+	buf := make([]ingest.Conn, 1024)
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		d := &discard{}
+		e, err := NewEngine(DefaultConfig(), d, nil, memory.DefaultAllocator)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < len(stream); i += len(buf) {
+			if err := e.Process(context.Background(), fill(buf, stream[i:min(i+len(buf), len(stream))])); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := e.Flush(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(stream))*float64(b.N)/time.Since(start).Seconds(), "events/s")
+}
+
+// BenchmarkPairState tracks 1,000,000 host pairs (5,000 internal hosts,
+// 250,000 external destinations, one or two connections each, all
+// within one retention period) and reports the heap they cost per pair,
+// measured with runtime.ReadMemStats, and the engine's own estimate.
+func BenchmarkPairState(b *testing.B) {
+	const pairs = 1_000_000
+	rng := rand.New(rand.NewPCG(7, 7))
+	start := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC).UnixMicro()
+	conns := make([]ingest.Conn, 0, pairs*5/4)
+	for i := range pairs {
+		h := i % 5000
+		d := uint64(rng.IntN(250_000))
+		c := ingest.Conn{
+			TS:    start + int64(i)*200, // 200 s for all: nothing is evicted
+			OrigH: netip.AddrFrom4([4]byte{10, 1, byte(h >> 8), byte(h)}),
+			RespH: netip.AddrFrom4([4]byte{byte(20 + d>>16), byte(d >> 8), byte(d), 7}),
+			RespP: uint16(1 + i/5000), Proto: ingest.TCP, ConnState: ingest.SF,
+			OrigBytes: 600, RespBytes: 4000,
+		}
+		conns = append(conns, c)
+		if i%4 == 0 {
+			c.TS += 1_000_000
+			conns = append(conns, c)
+		}
+	}
+	var perPair, estimate float64
+	for range b.N {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		e, err := NewEngine(DefaultConfig(), &discard{}, nil, memory.DefaultAllocator)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < len(conns); i += 4096 {
+			if err := e.Process(context.Background(), conns[i:min(i+4096, len(conns))]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		st := e.Stats()
+		if st.Pairs < pairs*99/100 {
+			b.Fatalf("tracking %d pairs, want about %d", st.Pairs, pairs)
+		}
+		perPair = float64(after.HeapAlloc-before.HeapAlloc) / float64(st.Pairs)
+		estimate = e.Memory().BytesPerPair()
+		runtime.KeepAlive(e)
+	}
+	b.ReportMetric(perPair, "bytes/pair")
+	b.ReportMetric(estimate, "est-bytes/pair")
+}
