@@ -256,7 +256,7 @@ func (e *Engine) pairSignals(r *pairRow, T int64) bool {
 				s.Metrics = []Metric{{"connection_count", float64(r.conns)}, {"avg_interval_seconds", r.gapMean},
 					{"interval_stddev", r.gapSD}, {"interval_cv", r.gapCV},
 					{"total_bytes_sent", float64(r.out)}, {"total_bytes_received", float64(r.in)}}
-				fired = e.signal(s, hostSpec{typ: sp.typ, size: r.end - r.start, hop: sp.hop}, float64(r.conns)-r.gapCV) || fired
+				fired = e.signal(s, hostSpec{typ: sp.typ, size: r.end - r.start, hop: sp.hop}, float64(r.conns)) || fired
 			}
 		case PersistentDestination:
 			c := &cfg.PersistentDestination

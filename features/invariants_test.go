@@ -1,0 +1,116 @@
+package features
+
+import "fmt"
+
+// checkInvariants verifies the engine's internal bookkeeping: address
+// reference counts equal the references that exist, every live pair is
+// in the map and on its destination's list, pane counts match the lists,
+// host pane lists are sorted. Tests call it after every Process.
+func (e *Engine) checkInvariants() error {
+	refs := make(map[uint32]uint32)
+	hostPanes, pairPanes := 0, 0
+	hosts := 0
+	for i := range e.hosts {
+		h := &e.hosts[i]
+		if !h.live {
+			continue
+		}
+		hosts++
+		refs[h.addr]++
+		if e.addrs.meta[h.addr].host != int32(i) {
+			return fmt.Errorf("host %d: address %d points to host %d", i, h.addr, e.addrs.meta[h.addr].host)
+		}
+		last := int32(1<<31 - 1)
+		for p := h.panes; p >= 0; p = e.hpanes.at(p).next {
+			hp := e.hpanes.at(p)
+			if hp.idx >= last {
+				return fmt.Errorf("host %d: panes not strictly newest first (%d after %d)", i, hp.idx, last)
+			}
+			last = hp.idx
+			hostPanes++
+		}
+		var perTag [numTags]uint32
+		live := uint32(0)
+		for j := 0; j < len(h.set.slots); j += e.geo.stride {
+			k := h.set.slots[j]
+			if k == emptyElem || k == tombElem {
+				continue
+			}
+			live++
+			perTag[elemTag(k)]++
+			if elemHasAddr(k) {
+				refs[elemAddr(k)]++
+			}
+		}
+		if live != h.set.live || perTag != h.set.perTag {
+			return fmt.Errorf("host %d: set counts %d %v, table holds %d %v", i, h.set.live, h.set.perTag, live, perTag)
+		}
+		for t, n := range perTag {
+			if n > e.geo.cap {
+				return fmt.Errorf("host %d: tag %d holds %d elements over the cap %d", i, t, n, e.geo.cap)
+			}
+		}
+	}
+	if hosts != e.nHosts {
+		return fmt.Errorf("%d live hosts, nHosts %d", hosts, e.nHosts)
+	}
+	if hostPanes != e.nHostPanes {
+		return fmt.Errorf("%d host panes in lists, nHostPanes %d", hostPanes, e.nHostPanes)
+	}
+	pairs := 0
+	for i := range int32(e.pairs.len()) {
+		p := e.pairs.at(i)
+		if p.flags&pairLive == 0 {
+			continue
+		}
+		pairs++
+		refs[keySrc(p.key)]++
+		refs[keyDst(p.key)]++
+		if id, ok := e.pairIDs[p.key]; !ok || id != i {
+			return fmt.Errorf("pair %d: map has %d, %v", i, id, ok)
+		}
+		var conns uint32
+		last := int32(1<<31 - 1)
+		for q := p.panes; q >= 0; q = e.ppanes.at(q).next {
+			pp := e.ppanes.at(q)
+			if pp.idx >= last {
+				return fmt.Errorf("pair %d: panes not strictly newest first", i)
+			}
+			last = pp.idx
+			conns += pp.conns
+			pairPanes++
+		}
+		if conns != p.retained {
+			return fmt.Errorf("pair %d: retained %d, panes hold %d", i, p.retained, conns)
+		}
+		found := false
+		for q := e.addrs.meta[keyDst(p.key)].pairHead; q >= 0; q = e.pairs.at(q).dstNext {
+			if q == i {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return fmt.Errorf("pair %d is not on its destination's list", i)
+		}
+	}
+	if pairs != e.nPairs || pairs != len(e.pairIDs) {
+		return fmt.Errorf("%d live pairs, nPairs %d, map %d", pairs, e.nPairs, len(e.pairIDs))
+	}
+	if pairPanes != e.nPairPanes {
+		return fmt.Errorf("%d pair panes in lists, nPairPanes %d", pairPanes, e.nPairPanes)
+	}
+	for k, id := range e.addrs.ids {
+		if e.addrs.keys[id] != k {
+			return fmt.Errorf("address %d: key mismatch", id)
+		}
+		if e.addrs.meta[id].refs != refs[id] {
+			return fmt.Errorf("address %v (id %d): refs %d, referenced %d times", k.addr(), id, e.addrs.meta[id].refs, refs[id])
+		}
+		delete(refs, id)
+	}
+	for id, n := range refs {
+		return fmt.Errorf("address id %d referenced %d times but not in the table", id, n)
+	}
+	return nil
+}
