@@ -268,7 +268,7 @@ func streamWithAttacks(seed uint64, n int) []ingest.Conn {
 		add(conn(t0.Add(time.Duration(i*60+i%3)*time.Second), "10.0.0.252", "198.51.100.99", 8443, 230, 1400))
 	}
 	add(conn(t0.Add(10*time.Second), "10.0.0.253", "10.5.5.5", 445, 0, 700*mB)) // staging
-	for i := range 6 {                                                           // exfiltration
+	for i := range 6 {                                                          // exfiltration
 		add(conn(t0.Add(time.Duration(100+i*20)*time.Second), "10.0.0.253", fmt.Sprintf("198.18.%d.1", i), 443, 300*mB, 1000))
 	}
 	slices.SortStableFunc(conns, func(a, b ingest.Conn) int { return int(a.TS - b.TS) })
