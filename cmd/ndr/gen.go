@@ -21,6 +21,8 @@ func runGen(_ context.Context, args []string, env *environment) error {
 	format := fs.String("format", "tsv", "tsv (Zeek conn.log) or json (Zeek JSON lines)")
 	out := fs.String("out", "-", "output file, - for stdout")
 	labels := fs.String("labels", "", "write the ground-truth labels (JSON) to this file")
+	hosts := fs.Int("hosts", 0, "workstations generating background traffic (default: the preset's)")
+	rate := fs.Float64("sessions-per-hour", 0, "each workstation's daytime browsing rate (default: the preset's)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -46,6 +48,15 @@ func runGen(_ context.Context, args []string, env *environment) error {
 	}
 	spec, err := scenario.Preset(*preset, *seed, t0, *duration)
 	if err != nil {
+		return usageErr("%v", err)
+	}
+	if *hosts > 0 {
+		spec.Background.Hosts = *hosts
+	}
+	if *rate > 0 {
+		spec.Background.SessionsPerHour = *rate
+	}
+	if err := spec.Validate(); err != nil {
 		return usageErr("%v", err)
 	}
 	w := env.stdout

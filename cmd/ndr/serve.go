@@ -36,6 +36,7 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 	tlsKey := fs.String("tls-key", "", "server key (PEM)")
 	clientCA := fs.String("tls-client-ca", "", "CA bundle for client certificates; turns on mTLS")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on shutdown, how long to wait for streams to finish")
+	pprofAddr := fs.String("pprof-addr", "", "serve Go profiling endpoints on this loopback address (e.g. 127.0.0.1:6060)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -65,6 +66,9 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 		env.log.Warn("gRPC listener is not on loopback and has no TLS: anyone who can reach it can write events", "addr", *grpcAddr)
 	}
 
+	if err := startDebug(ctx, env, *pprofAddr); err != nil {
+		return err
+	}
 	lis, err := net.Listen("tcp", *grpcAddr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
