@@ -179,6 +179,10 @@ type Engine struct {
 	hostRows      []hostRow
 	pairRows      []pairRow
 	signals       []Signal
+	metricBlock   []Metric
+	addrBlock     []netip.Addr
+	portBlock     []uint16
+	lastSignals   int // signals of the last output, to size the next slice
 	supp          map[suppKey]suppState
 	nextSuppSweep int64
 
@@ -195,6 +199,8 @@ type Engine struct {
 	scratchLog   []pairLogEntry
 	scratchPanes []int32
 	scratchSrc   []uint32
+	scratchEl    []uint64
+	sessionName  []byte
 
 	stats       Stats
 	overflowLog eventLimiter
@@ -321,6 +327,13 @@ func NewEngine(cfg Config, emit Emitter, logger *slog.Logger, alloc memory.Alloc
 		e.hotMin = min(e.hotMin, s.CommandExchange.MinExchanges)
 	}
 	e.hotMin = max(e.hotMin, 1)
+	for i := range e.hostShapes {
+		e.hostShapes[i].nameB = []byte(e.hostShapes[i].name)
+	}
+	for i := range e.pairShapes {
+		e.pairShapes[i].nameB = []byte(e.pairShapes[i].name)
+	}
+	e.sessionName = []byte(SessionWindowName)
 
 	// Pane geometry.
 	minPaneUS := int64(math.MaxInt64)
@@ -545,20 +558,31 @@ func (e *Engine) tick(ctx context.Context, T int64) error {
 }
 
 func (e *Engine) flushTick(ctx context.Context, T int64) error {
+	// Rows are sorted so that the output does not depend on arrival
+	// order or on internal ids; the keys are precomputed integers.
 	slices.SortFunc(e.hostRows, func(a, b hostRow) int {
-		if c := cmp.Compare(e.hostShapes[a.shape].size, e.hostShapes[b.shape].size); c != 0 {
+		if c := cmp.Compare(a.shape, b.shape); c != 0 { // shapes are in size order
 			return c
 		}
-		return compareKeys(a.host, b.host)
+		if c := cmp.Compare(a.hostHi, b.hostHi); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.hostLo, b.hostLo)
 	})
 	slices.SortFunc(e.pairRows, func(a, b pairRow) int {
 		if c := cmp.Compare(a.shape, b.shape); c != 0 {
 			return c
 		}
-		if c := compareKeys(a.src, b.src); c != 0 {
+		if c := cmp.Compare(a.srcHi, b.srcHi); c != 0 {
 			return c
 		}
-		if c := compareKeys(a.dst, b.dst); c != 0 {
+		if c := cmp.Compare(a.srcLo, b.srcLo); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.dstHi, b.dstHi); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.dstLo, b.dstLo); c != 0 {
 			return c
 		}
 		if c := cmp.Compare(a.port, b.port); c != 0 {
@@ -587,7 +611,8 @@ func (e *Engine) flushTick(ctx context.Context, T int64) error {
 	e.hostRows = e.hostRows[:0]
 	e.pairRows = e.pairRows[:0]
 	// The consumer owns the signals: start a fresh slice.
-	e.signals = nil
+	e.lastSignals = len(e.signals)
+	e.signals = make([]Signal, 0, e.lastSignals)
 	err := e.emit.Emit(ctx, out)
 	out.Hosts.Release()
 	out.Pairs.Release()
@@ -727,6 +752,12 @@ func floorMod(a, b int64) int64 {
 		m += b
 	}
 	return m
+}
+
+// halves splits an address into two big-endian integers, whose order is
+// the address order.
+func (k addrKey) halves() (hi, lo uint64) {
+	return binary.BigEndian.Uint64(k[:8]), binary.BigEndian.Uint64(k[8:])
 }
 
 func compareKeys(a, b addrKey) int {

@@ -79,6 +79,7 @@ type hostShape struct {
 	panes int64
 	hops  []int64
 	name  string
+	nameB []byte // name, for the dictionary builder without a conversion
 }
 
 // newHostPane takes a pane from the free list or grows the slab.
@@ -498,6 +499,7 @@ func (e *Engine) evalHost(i int32, tp, T int64, due []int, largest int64, deep b
 			large: dd.large + a.refused[tagLarge], largeBytes: a.largeBytes,
 			first: a.first, last: a.last,
 		}
+		r.hostHi, r.hostLo = key.halves()
 		for _, c := range a.refused {
 			if c > 0 {
 				r.saturated = true
@@ -520,12 +522,14 @@ type distinct struct {
 
 // hostDetail lists, for a signal's evidence, the elements of tag (and
 // port, when port >= 0) inside the window [tp-panes, tp), sorted by
-// address then element, at most limit.
+// address then element, at most limit. The slice is scratch, valid until
+// the next call.
 func (e *Engine) hostDetail(hid int32, tag int, port int, tp, panes int64, limit int) []uint64 {
 	h := &e.hosts[hid]
 	m := e.scratchMask[:e.geo.words]
 	ringMask(m, tp-panes, tp, e.geo.ring)
-	var out []uint64
+	out := e.scratchEl[:0]
+	defer func() { e.scratchEl = out[:0] }()
 	st := e.geo.stride
 	s := h.set.slots
 	for j := 0; j < len(s); j += st {

@@ -78,6 +78,7 @@ type pairShape struct {
 	panes int64
 	hops  []int64
 	name  string
+	nameB []byte
 }
 
 func (e *Engine) newPairPane(idx int32) int32 {
@@ -577,6 +578,8 @@ func (e *Engine) pairRow(id int32, shape int, start, end int64, w *winStats) {
 		dstInternal: p.flags&pairDstInternal != 0,
 		conns:       w.conns, out: w.out, in: w.in, first: w.first, last: w.last,
 	}
+	r.srcHi, r.srcLo = r.src.halves()
+	r.dstHi, r.dstLo = r.dst.halves()
 	r.gapMean, r.gapSD, r.gapCV, r.hasGaps = w.gaps()
 	// Prevalence over the row's own window: sessions use their span.
 	lo, hi := start, end

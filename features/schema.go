@@ -228,6 +228,8 @@ type hostRow struct {
 	start, end   int64
 	shape        int
 	host         addrKey
+	hostHi       uint64 // sort key: host.halves()
+	hostLo       uint64
 	hostIdx      int32
 	conns        uint32
 	failed       uint32
@@ -262,6 +264,8 @@ type pairRow struct {
 	shape         int // index into pairShapes; len(pairShapes) for a session
 	pairIdx       int32
 	src, dst      addrKey
+	srcHi, srcLo  uint64 // sort keys: halves()
+	dstHi, dstLo  uint64
 	port          uint16
 	dstInternal   bool
 	conns         uint32
@@ -290,7 +294,7 @@ func (e *Engine) appendHostRows(b *array.RecordBuilder, rows []hostRow) {
 		r := &rows[i]
 		ts(hcStart).Append(arrow.Timestamp(r.start))
 		ts(hcEnd).Append(arrow.Timestamp(r.end))
-		_ = win.AppendString(e.hostShapes[r.shape].name) // a string never fails
+		_ = win.Append(e.hostShapes[r.shape].nameB) // a utf8 value never fails
 		addr.Append(r.host[:])
 		u32(hcConns).Append(r.conns)
 		u32(hcFailed).Append(r.failed)
@@ -354,7 +358,7 @@ func (e *Engine) appendPairRows(b *array.RecordBuilder, rows []pairRow) {
 		r := &rows[i]
 		ts(pcStart).Append(arrow.Timestamp(r.start))
 		ts(pcEnd).Append(arrow.Timestamp(r.end))
-		_ = win.AppendString(e.pairShapeName(r.shape))
+		_ = win.Append(e.pairShapeNameB(r.shape))
 		src.Append(r.src[:])
 		dst.Append(r.dst[:])
 		port.Append(r.port)
@@ -382,9 +386,9 @@ func (e *Engine) appendPairRows(b *array.RecordBuilder, rows []pairRow) {
 	}
 }
 
-func (e *Engine) pairShapeName(shape int) string {
+func (e *Engine) pairShapeNameB(shape int) []byte {
 	if shape >= len(e.pairShapes) {
-		return SessionWindowName
+		return e.sessionName
 	}
-	return e.pairShapes[shape].name
+	return e.pairShapes[shape].nameB
 }

@@ -79,6 +79,7 @@ const (
 
 // hostSignals evaluates the host signals whose window is r's and whose hop
 // divides T, fills r's z columns, and appends the signals that fire.
+// Evidence lists are built only for signals that are not suppressed.
 func (e *Engine) hostSignals(r *hostRow, T int64) {
 	cfg := &e.cfg.Signals
 	tp := e.hostIdx(T)
@@ -90,14 +91,21 @@ func (e *Engine) hostSignals(r *hostRow, T int64) {
 		switch sp.typ {
 		case PortScan:
 			c := &cfg.PortScan
-			if r.ports > uint32(c.DistinctPortsOver) {
-				s := e.hostSignal(r, PortScan, float64(r.ports), float64(c.DistinctPortsOver), c.Bands.severity(float64(r.ports), false))
-				s.Metrics = []Metric{{"unique_ports", float64(r.ports)}, {"connection_count", float64(r.conns)}}
-				for _, el := range e.hostDetail(r.hostIdx, tagPort, -1, tp, panes, maxDetailPorts) {
-					s.Ports = append(s.Ports, elemPort(el))
-				}
-				e.signal(s, sp, float64(r.ports))
+			v := float64(r.ports)
+			if r.ports <= uint32(c.DistinctPortsOver) {
+				continue
 			}
+			s := e.hostSignal(r, PortScan, v, float64(c.DistinctPortsOver), c.Bands.severity(v, false))
+			if !e.admit(&s, sp, v) {
+				continue
+			}
+			s.Metrics = e.metrics(Metric{"unique_ports", v}, Metric{"connection_count", float64(r.conns)})
+			det := e.hostDetail(r.hostIdx, tagPort, -1, tp, panes, maxDetailPorts)
+			s.Ports = make([]uint16, len(det))
+			for i, el := range det {
+				s.Ports[i] = elemPort(el)
+			}
+			e.signals = append(e.signals, s)
 		case ConnectionSpike:
 			c := &cfg.ConnectionSpike
 			mean, sd, base := e.baseline(r.host, BaselineConnections, T, c.PriorMean, c.PriorSD)
@@ -105,12 +113,16 @@ func (e *Engine) hostSignals(r *hostRow, T int64) {
 			// (40 - 10) / 3 = 10.0 for its sample).
 			z := (float64(r.conns) - mean) / sd
 			r.connZ, r.connZOK, r.connBase = z, true, base
-			if z > c.ZOver {
-				s := e.hostSignal(r, ConnectionSpike, z, c.ZOver, c.Bands.severity(z, false))
-				s.Metrics = []Metric{{"connection_count", float64(r.conns)}, {"deviation_score", z},
-					{"baseline_mean", mean}, {"baseline_sd", sd}, {"baseline", float64(base)}}
-				e.signal(s, sp, z)
+			if !(z > c.ZOver) {
+				continue
 			}
+			s := e.hostSignal(r, ConnectionSpike, z, c.ZOver, c.Bands.severity(z, false))
+			if !e.admit(&s, sp, z) {
+				continue
+			}
+			s.Metrics = e.metrics(Metric{"connection_count", float64(r.conns)}, Metric{"deviation_score", z},
+				Metric{"baseline_mean", mean}, Metric{"baseline_sd", sd}, Metric{"baseline", float64(base)})
+			e.signals = append(e.signals, s)
 		case PrivilegedAccess:
 			c := &cfg.PrivilegedAccess
 			var v, th float64
@@ -123,8 +135,11 @@ func (e *Engine) hostSignals(r *hostRow, T int64) {
 				continue
 			}
 			s := e.hostSignal(r, PrivilegedAccess, v, th, c.Bands.severity(float64(r.privServices), false))
-			s.Metrics = []Metric{{"unique_services", float64(r.privServices)}, {"unique_ports", float64(r.privPorts)},
-				{"unique_hosts", float64(r.privHosts)}}
+			if !e.admit(&s, sp, float64(r.privServices)*1e6+v) {
+				continue
+			}
+			s.Metrics = e.metrics(Metric{"unique_services", float64(r.privServices)}, Metric{"unique_ports", float64(r.privPorts)},
+				Metric{"unique_hosts", float64(r.privHosts)})
 			for _, el := range e.hostDetail(r.hostIdx, tagCombo, -1, tp, panes, math.MaxInt) {
 				if p := elemPort(el); e.privPorts.has(p) && !slices.Contains(s.Ports, p) {
 					s.Ports = append(s.Ports, p)
@@ -136,42 +151,51 @@ func (e *Engine) hostSignals(r *hostRow, T int64) {
 					s.Services = append(s.Services, n)
 				}
 			}
-			for _, el := range e.hostDetail(r.hostIdx, tagPriv, -1, tp, panes, maxDetailDsts) {
-				s.Dsts = append(s.Dsts, e.addrs.keys[elemAddr(el)].addr())
-			}
-			e.signal(s, sp, float64(r.privServices)*1e6+v)
+			s.Dsts = e.detailAddrs(e.hostDetail(r.hostIdx, tagPriv, -1, tp, panes, maxDetailDsts))
+			e.signals = append(e.signals, s)
 		case HostSweep:
 			c := &cfg.HostSweep
-			if r.maxHosts >= uint32(c.MinHostsOnePort) {
-				v := float64(r.maxHosts)
-				s := e.hostSignal(r, HostSweep, v, float64(c.MinHostsOnePort), c.Bands.severity(v, false))
-				s.Metrics = []Metric{{"hosts_on_port", v}, {"port", float64(r.maxPort)},
-					{"unique_internal_hosts", float64(r.ihosts)}}
-				s.Ports = []uint16{r.maxPort}
-				for _, el := range e.hostDetail(r.hostIdx, tagCombo, int(r.maxPort), tp, panes, maxDetailDsts) {
-					s.Dsts = append(s.Dsts, e.addrs.keys[elemAddr(el)].addr())
-				}
-				e.signal(s, sp, v)
+			if r.maxHosts < uint32(c.MinHostsOnePort) {
+				continue
 			}
+			v := float64(r.maxHosts)
+			s := e.hostSignal(r, HostSweep, v, float64(c.MinHostsOnePort), c.Bands.severity(v, false))
+			if !e.admit(&s, sp, v) {
+				continue
+			}
+			s.Metrics = e.metrics(Metric{"hosts_on_port", v}, Metric{"port", float64(r.maxPort)},
+				Metric{"unique_internal_hosts", float64(r.ihosts)})
+			s.Ports = []uint16{r.maxPort}
+			s.Dsts = e.detailAddrs(e.hostDetail(r.hostIdx, tagCombo, int(r.maxPort), tp, panes, maxDetailDsts))
+			e.signals = append(e.signals, s)
 		case FailedConnections:
 			c := &cfg.FailedConnections
-			if r.known >= uint32(c.MinAttempts) {
-				ratio := float64(r.failed) / float64(r.known)
-				if ratio >= c.MinRatio {
-					s := e.hostSignal(r, FailedConnections, ratio, c.MinRatio, c.Bands.severity(float64(r.failed), false))
-					s.Metrics = []Metric{{"failed_connections", float64(r.failed)}, {"attempts", float64(r.known)},
-						{"failed_ratio", ratio}}
-					e.signal(s, sp, float64(r.failed))
-				}
+			if r.known < uint32(c.MinAttempts) {
+				continue
 			}
+			ratio := float64(r.failed) / float64(r.known)
+			if ratio < c.MinRatio {
+				continue
+			}
+			s := e.hostSignal(r, FailedConnections, ratio, c.MinRatio, c.Bands.severity(float64(r.failed), false))
+			if !e.admit(&s, sp, float64(r.failed)) {
+				continue
+			}
+			s.Metrics = e.metrics(Metric{"failed_connections", float64(r.failed)}, Metric{"attempts", float64(r.known)},
+				Metric{"failed_ratio", ratio})
+			e.signals = append(e.signals, s)
 		case DataStaging:
 			c := &cfg.DataStaging
-			if r.stagingBytes > c.TotalBytesOver {
-				v := float64(r.stagingBytes)
-				s := e.hostSignal(r, DataStaging, v, float64(c.TotalBytesOver), c.Bands.severity(v, false))
-				s.Metrics = []Metric{{"total_bytes_staged", v}, {"transfer_count", float64(r.staging)}}
-				e.signal(s, sp, v)
+			if r.stagingBytes <= c.TotalBytesOver {
+				continue
 			}
+			v := float64(r.stagingBytes)
+			s := e.hostSignal(r, DataStaging, v, float64(c.TotalBytesOver), c.Bands.severity(v, false))
+			if !e.admit(&s, sp, v) {
+				continue
+			}
+			s.Metrics = e.metrics(Metric{"total_bytes_staged", v}, Metric{"transfer_count", float64(r.staging)})
+			e.signals = append(e.signals, s)
 		case OutboundSpike:
 			c := &cfg.OutboundSpike
 			mean, sd, base := e.baseline(r.host, BaselineBytesOutExternal, T, c.PriorMeanBytes, c.PriorSDBytes)
@@ -186,41 +210,59 @@ func (e *Engine) hostSignals(r *hostRow, T int64) {
 			// for 10.100.60.40 (50 MB to 8.8.8.8, deviation 0.0). With
 			// the definition (> 1 GB, or z > 3) 50 MB is z 0 and
 			// no signal at all.
-			if v > float64(c.BytesOver) || z > c.ZOver {
-				sev := c.Bands.severity(z, false)
-				if v > float64(c.BytesOver) {
-					sev = max(sev, c.AbsoluteSeverity)
-				}
-				th := min(float64(c.BytesOver), mean+c.ZOver*sd)
-				s := e.hostSignal(r, OutboundSpike, v, th, sev)
-				s.Metrics = []Metric{{"bytes_uploaded", v}, {"bytes_downloaded", float64(r.bytesIn)}}
-				if r.bytesIn > 0 {
-					s.Metrics = append(s.Metrics, Metric{"upload_ratio", v / float64(r.bytesIn)})
-				}
-				s.Metrics = append(s.Metrics, Metric{"deviation_score", z},
-					Metric{"baseline_mean", mean}, Metric{"baseline_sd", sd}, Metric{"baseline", float64(base)})
-				e.signal(s, sp, v)
+			over := v > float64(c.BytesOver)
+			if !over && !(z > c.ZOver) {
+				continue
 			}
+			sev := c.Bands.severity(z, false)
+			if over {
+				sev = max(sev, c.AbsoluteSeverity)
+			}
+			s := e.hostSignal(r, OutboundSpike, v, min(float64(c.BytesOver), mean+c.ZOver*sd), sev)
+			if !e.admit(&s, sp, v) {
+				continue
+			}
+			if r.bytesIn > 0 {
+				s.Metrics = e.metrics(Metric{"bytes_uploaded", v}, Metric{"bytes_downloaded", float64(r.bytesIn)},
+					Metric{"upload_ratio", v / float64(r.bytesIn)}, Metric{"deviation_score", z},
+					Metric{"baseline_mean", mean}, Metric{"baseline_sd", sd}, Metric{"baseline", float64(base)})
+			} else {
+				s.Metrics = e.metrics(Metric{"bytes_uploaded", v}, Metric{"bytes_downloaded", 0},
+					Metric{"deviation_score", z},
+					Metric{"baseline_mean", mean}, Metric{"baseline_sd", sd}, Metric{"baseline", float64(base)})
+			}
+			e.signals = append(e.signals, s)
 		case DestinationDiversity:
 			c := &cfg.DestinationDiversity
-			if r.large >= uint32(c.MinDestinations) && r.largeBytes > c.TotalBytesOver {
-				v := float64(r.large)
-				s := e.hostSignal(r, DestinationDiversity, v, float64(c.MinDestinations), c.Bands.severity(v, false))
-				s.Metrics = []Metric{{"unique_destinations", v}, {"total_bytes_sent", float64(r.largeBytes)}}
-				for _, el := range e.hostDetail(r.hostIdx, tagLarge, -1, tp, panes, maxDetailDsts) {
-					s.Dsts = append(s.Dsts, e.addrs.keys[elemAddr(el)].addr())
-				}
-				e.signal(s, sp, v)
+			if r.large < uint32(c.MinDestinations) || r.largeBytes <= c.TotalBytesOver {
+				continue
 			}
+			v := float64(r.large)
+			s := e.hostSignal(r, DestinationDiversity, v, float64(c.MinDestinations), c.Bands.severity(v, false))
+			if !e.admit(&s, sp, v) {
+				continue
+			}
+			s.Metrics = e.metrics(Metric{"unique_destinations", v}, Metric{"total_bytes_sent", float64(r.largeBytes)})
+			s.Dsts = e.detailAddrs(e.hostDetail(r.hostIdx, tagLarge, -1, tp, panes, maxDetailDsts))
+			e.signals = append(e.signals, s)
 		}
 	}
 }
 
-func (e *Engine) hostSignal(r *hostRow, typ SignalType, v, th float64, sev Severity) *Signal {
-	return &Signal{
+func (e *Engine) hostSignal(r *hostRow, typ SignalType, v, th float64, sev Severity) Signal {
+	return Signal{
 		Type: typ, Src: r.host.addr(), WindowStart: r.start, WindowEnd: r.end,
 		FirstSeen: r.first, LastSeen: r.last, Severity: sev, Value: v, Threshold: th,
 	}
+}
+
+// detailAddrs turns address elements into addresses.
+func (e *Engine) detailAddrs(els []uint64) []netip.Addr {
+	out := make([]netip.Addr, len(els))
+	for i, el := range els {
+		out[i] = e.addrs.keys[elemAddr(el)].addr()
+	}
+	return out
 }
 
 // baseline returns the host's mean and sd for metric, or the prior, and
@@ -253,10 +295,14 @@ func (e *Engine) pairSignals(r *pairRow, T int64) bool {
 			if r.conns >= uint32(c.MinConnections) && r.hasGaps && !slices.Contains(c.ExcludedPorts, r.port) &&
 				r.gapMean*1e6 >= float64(c.MinMeanGap.micros()) && r.gapCV < c.CVBelow {
 				s := e.pairSignal(r, PeriodicBeacon, r.gapCV, c.CVBelow, c.Bands.severity(float64(r.conns), false))
-				s.Metrics = []Metric{{"connection_count", float64(r.conns)}, {"avg_interval_seconds", r.gapMean},
-					{"interval_stddev", r.gapSD}, {"interval_cv", r.gapCV},
-					{"total_bytes_sent", float64(r.out)}, {"total_bytes_received", float64(r.in)}}
-				fired = e.signal(s, hostSpec{typ: sp.typ, size: r.end - r.start, hop: sp.hop}, float64(r.conns)) || fired
+				if !e.admit(&s, hostSpec{typ: sp.typ, size: r.end - r.start, hop: sp.hop}, float64(r.conns)) {
+					continue
+				}
+				s.Metrics = e.metrics(Metric{"connection_count", float64(r.conns)}, Metric{"avg_interval_seconds", r.gapMean},
+					Metric{"interval_stddev", r.gapSD}, Metric{"interval_cv", r.gapCV},
+					Metric{"total_bytes_sent", float64(r.out)}, Metric{"total_bytes_received", float64(r.in)})
+				e.signals = append(e.signals, s)
+				fired = true
 			}
 		case PersistentDestination:
 			c := &cfg.PersistentDestination
@@ -264,9 +310,13 @@ func (e *Engine) pairSignals(r *pairRow, T int64) bool {
 				!slices.Contains(c.ExcludedPorts, r.port) {
 				s := e.pairSignal(r, PersistentDestination, float64(r.conns), float64(c.MinConnections),
 					c.Bands.severity(float64(r.sources), true))
-				s.Metrics = []Metric{{"connection_count", float64(r.conns)}, {"internal_hosts_contacting", float64(r.sources)},
-					{"total_bytes_sent", float64(r.out)}, {"total_bytes_received", float64(r.in)}}
-				fired = e.signal(s, hostSpec{typ: sp.typ, size: r.end - r.start, hop: sp.hop}, -float64(r.sources)*1e9+float64(r.conns)) || fired
+				if !e.admit(&s, hostSpec{typ: sp.typ, size: r.end - r.start, hop: sp.hop}, -float64(r.sources)*1e9+float64(r.conns)) {
+					continue
+				}
+				s.Metrics = e.metrics(Metric{"connection_count", float64(r.conns)}, Metric{"internal_hosts_contacting", float64(r.sources)},
+					Metric{"total_bytes_sent", float64(r.out)}, Metric{"total_bytes_received", float64(r.in)})
+				e.signals = append(e.signals, s)
+				fired = true
 			}
 		case CommandExchange:
 			c := &cfg.CommandExchange
@@ -280,41 +330,57 @@ func (e *Engine) pairSignals(r *pairRow, T int64) bool {
 			// the request, total received / sent > 3.
 			if req < c.MeanRequestBelow && resp > c.ResponseOverRequest*req && ratio > c.TotalRatioOver {
 				s := e.pairSignal(r, CommandExchange, ratio, c.TotalRatioOver, c.Bands.severity(n, false))
-				s.Metrics = []Metric{{"exchange_count", n}, {"avg_request_size", req}, {"avg_response_size", resp},
-					{"total_sent", float64(r.out)}, {"total_received", float64(r.in)}, {"response_ratio", ratio}}
+				s.Metrics = e.metrics(Metric{"exchange_count", n}, Metric{"avg_request_size", req}, Metric{"avg_response_size", resp},
+					Metric{"total_sent", float64(r.out)}, Metric{"total_received", float64(r.in)}, Metric{"response_ratio", ratio})
 				// Sessions never overlap: no suppression.
-				fired = e.signal(s, hostSpec{typ: sp.typ}, n) || fired
+				e.signals = append(e.signals, s)
+				fired = true
 			}
 		}
 	}
 	return fired
 }
 
-func (e *Engine) pairSignal(r *pairRow, typ SignalType, v, th float64, sev Severity) *Signal {
+func (e *Engine) pairSignal(r *pairRow, typ SignalType, v, th float64, sev Severity) Signal {
 	dst := r.dst.addr()
-	return &Signal{
+	return Signal{
 		Type: typ, Src: r.src.addr(), Dst: dst, DstPort: r.port, WindowStart: r.start, WindowEnd: r.end,
 		FirstSeen: r.first, LastSeen: r.last, Severity: sev, Value: v, Threshold: th,
-		Dsts: []netip.Addr{dst}, Ports: []uint16{r.port},
+		Dsts: take(&e.addrBlock, dst), Ports: take(&e.portBlock, r.port),
 	}
 }
 
-// signal appends s unless it repeats, for an overlapping window of a
-// hopping spec, one already emitted for the same entity without rising in
-// severity or strength (the signal's band quantity, oriented so that more
-// is worse). It reports whether s was appended.
-func (e *Engine) signal(s *Signal, sp hostSpec, strength float64) bool {
-	if e.cfg.Output.SuppressRepeats && sp.size > sp.hop {
-		k := suppKey{typ: s.Type, src: s.Src, dst: s.Dst, port: s.DstPort}
-		if st, ok := e.supp[k]; ok && s.WindowStart < st.end && s.Severity <= st.sev && strength <= st.strength {
-			e.stats.SignalsSuppressed++
-			return false
-		}
-		e.supp[k] = suppState{end: s.WindowEnd, sev: s.Severity, strength: strength}
+// admit decides whether s is emitted: not when it repeats, for an
+// overlapping window of a hopping spec, one already emitted for the same
+// entity without rising in severity or strength (the signal's band
+// quantity, oriented so that more is worse).
+func (e *Engine) admit(s *Signal, sp hostSpec, strength float64) bool {
+	if !e.cfg.Output.SuppressRepeats || sp.size <= sp.hop {
+		return true
 	}
-	e.signals = append(e.signals, *s)
+	k := suppKey{typ: s.Type, src: s.Src, dst: s.Dst, port: s.DstPort}
+	if st, ok := e.supp[k]; ok && s.WindowStart < st.end && s.Severity <= st.sev && strength <= st.strength {
+		e.stats.SignalsSuppressed++
+		return false
+	}
+	e.supp[k] = suppState{end: s.WindowEnd, sev: s.Severity, strength: strength}
 	return true
 }
+
+// take copies vs into a shared block: one allocation serves many
+// signals. Blocks go to the consumer with the signals and are never
+// reused.
+func take[T any](blk *[]T, vs ...T) []T {
+	if len(*blk)+len(vs) > cap(*blk) {
+		*blk = make([]T, 0, max(256, len(vs)))
+	}
+	n := len(*blk)
+	*blk = append(*blk, vs...)
+	return (*blk)[n : n+len(vs) : n+len(vs)]
+}
+
+// metrics copies ms into a shared block (see take).
+func (e *Engine) metrics(ms ...Metric) []Metric { return take(&e.metricBlock, ms...) }
 
 // sweepSuppression forgets entries no future window can overlap.
 func (e *Engine) sweepSuppression(T int64) {
