@@ -177,6 +177,8 @@ type Engine struct {
 	sweep      int
 
 	hostRows      []hostRow
+	hostOrder     []int32
+	pairOrder     []int32
 	pairRows      []pairRow
 	signals       []Signal
 	metricBlock   []Metric
@@ -197,7 +199,7 @@ type Engine struct {
 	portTouched  [][]uint16
 	scratchTS    []int64
 	scratchLog   []pairLogEntry
-	scratchPanes []int32
+	scratchPanes []*pairPane
 	scratchSrc   []uint32
 	scratchEl    []uint64
 	sessionName  []byte
@@ -559,36 +561,40 @@ func (e *Engine) tick(ctx context.Context, T int64) error {
 
 func (e *Engine) flushTick(ctx context.Context, T int64) error {
 	// Rows are sorted so that the output does not depend on arrival
-	// order or on internal ids; the keys are precomputed integers.
-	slices.SortFunc(e.hostRows, func(a, b hostRow) int {
-		if c := cmp.Compare(a.shape, b.shape); c != 0 { // shapes are in size order
+	// order or on internal ids. An index is sorted, not the rows, which
+	// are large; the keys are precomputed integers.
+	hr, pr := e.hostRows, e.pairRows
+	e.hostOrder = sortIndex(e.hostOrder, len(hr), func(a, b int32) int {
+		x, y := &hr[a], &hr[b]
+		if c := cmp.Compare(x.shape, y.shape); c != 0 { // shapes are in size order
 			return c
 		}
-		if c := cmp.Compare(a.hostHi, b.hostHi); c != 0 {
+		if c := cmp.Compare(x.hostHi, y.hostHi); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.hostLo, b.hostLo)
+		return cmp.Compare(x.hostLo, y.hostLo)
 	})
-	slices.SortFunc(e.pairRows, func(a, b pairRow) int {
-		if c := cmp.Compare(a.shape, b.shape); c != 0 {
+	e.pairOrder = sortIndex(e.pairOrder, len(pr), func(a, b int32) int {
+		x, y := &pr[a], &pr[b]
+		if c := cmp.Compare(x.shape, y.shape); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(a.srcHi, b.srcHi); c != 0 {
+		if c := cmp.Compare(x.srcHi, y.srcHi); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(a.srcLo, b.srcLo); c != 0 {
+		if c := cmp.Compare(x.srcLo, y.srcLo); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(a.dstHi, b.dstHi); c != 0 {
+		if c := cmp.Compare(x.dstHi, y.dstHi); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(a.dstLo, b.dstLo); c != 0 {
+		if c := cmp.Compare(x.dstLo, y.dstLo); c != 0 {
 			return c
 		}
-		if c := cmp.Compare(a.port, b.port); c != 0 {
+		if c := cmp.Compare(x.port, y.port); c != 0 {
 			return c
 		}
-		return cmp.Compare(a.start, b.start)
+		return cmp.Compare(x.start, y.start)
 	})
 	slices.SortFunc(e.signals, compareSignals)
 
@@ -596,8 +602,8 @@ func (e *Engine) flushTick(ctx context.Context, T int64) error {
 		e.hostRB = array.NewRecordBuilder(e.alloc, HostSchema())
 		e.pairRB = array.NewRecordBuilder(e.alloc, PairSchema())
 	}
-	e.appendHostRows(e.hostRB, e.hostRows)
-	e.appendPairRows(e.pairRB, e.pairRows)
+	e.appendHostRows(e.hostRB, e.hostRows, e.hostOrder)
+	e.appendPairRows(e.pairRB, e.pairRows, e.pairOrder)
 	out := &WindowOutput{
 		End: T, Watermark: e.wm,
 		Hosts:   e.hostRB.NewRecord(),
@@ -620,6 +626,16 @@ func (e *Engine) flushTick(ctx context.Context, T int64) error {
 		return fmt.Errorf("features: emit window ending %s: %w", time.UnixMicro(T).UTC().Format(time.RFC3339), err)
 	}
 	return nil
+}
+
+// sortIndex fills idx with 0..n-1 sorted by cmp.
+func sortIndex(idx []int32, n int, cmp func(a, b int32) int) []int32 {
+	idx = idx[:0]
+	for i := range int32(n) {
+		idx = append(idx, i)
+	}
+	slices.SortFunc(idx, cmp)
+	return idx
 }
 
 func compareSignals(a, b Signal) int {

@@ -71,14 +71,23 @@ func (e *Engine) checkInvariants() error {
 		}
 		var conns uint32
 		last := int32(1<<31 - 1)
-		for q := p.panes; q >= 0; q = e.ppanes.at(q).next {
-			pp := e.ppanes.at(q)
+		nodes := 0
+		for pp := firstPane(p); pp != nil; pp = e.nextPane(pp) {
+			if pp != &p.top {
+				nodes++
+			}
+			if pp.conns == 0 {
+				return fmt.Errorf("pair %d: an empty pane", i)
+			}
 			if pp.idx >= last {
 				return fmt.Errorf("pair %d: panes not strictly newest first", i)
 			}
 			last = pp.idx
 			conns += pp.conns
-			pairPanes++
+		}
+		pairPanes += nodes
+		if p.top.conns == 0 && p.top.next >= 0 {
+			return fmt.Errorf("pair %d: older panes without a newest", i)
 		}
 		if conns != p.retained {
 			return fmt.Errorf("pair %d: retained %d, panes hold %d", i, p.retained, conns)

@@ -6,15 +6,20 @@ import (
 )
 
 // Host-pair state: one entry per (internal source, destination, port), its
-// non-empty panes in a list (newest first). Most pairs carry one or two
-// connections, so a pair costs one entry, one pane and its map slot; only
+// non-empty panes newest first (the newest inside the entry, older ones in
+// a list). Most pairs carry one or two connections, so a pair costs one
+// entry and its map slot; only
 // pairs with enough retained connections to matter are "hot" and evaluated
 // at each pair tick.
 
 type pair struct {
-	key              uint64 // src id<<40 | dst id<<16 | port
-	lastTS           int64
-	panes            int32
+	key    uint64 // src id<<40 | dst id<<16 | port
+	lastTS int64
+	// top is the newest pane, kept in the entry itself: most pairs have
+	// one pane, and the newest is the one events and evaluations touch,
+	// so this saves a pane node and a cache miss. top.next heads the list
+	// of older panes (newest first); top.conns == 0 means no pane at all.
+	top              pairPane
 	dstPrev, dstNext int32 // list of pairs with the same destination
 	gen              uint32
 	retained         uint32 // connections in the pair's panes
@@ -101,25 +106,47 @@ func (e *Engine) freePairPane(i int32) {
 }
 
 func (e *Engine) pairPaneFor(p *pair, idx int32) *pairPane {
-	if p.panes >= 0 && e.ppanes.at(p.panes).idx == idx {
-		return e.ppanes.at(p.panes)
+	switch {
+	case p.top.conns == 0:
+		p.top = pairPane{idx: idx, next: -1}
+		return &p.top
+	case p.top.idx == idx:
+		return &p.top
+	case idx > p.top.idx:
+		// A newer pane: the old top moves to a node at the list head.
+		n := e.newPairPane(0)
+		*e.ppanes.at(n) = p.top
+		p.top = pairPane{idx: idx, next: n}
+		return &p.top
 	}
-	prev := int32(-1)
-	cur := p.panes
+	prev := &p.top
+	cur := p.top.next
 	for cur >= 0 && e.ppanes.at(cur).idx > idx {
-		prev, cur = cur, e.ppanes.at(cur).next
+		prev, cur = e.ppanes.at(cur), e.ppanes.at(cur).next
 	}
 	if cur >= 0 && e.ppanes.at(cur).idx == idx {
 		return e.ppanes.at(cur)
 	}
 	n := e.newPairPane(idx)
 	e.ppanes.at(n).next = cur
-	if prev < 0 {
-		p.panes = n
-	} else {
-		e.ppanes.at(prev).next = n
-	}
+	prev.next = n
 	return e.ppanes.at(n)
+}
+
+// nextPane returns the pane after pp (older), or nil.
+func (e *Engine) nextPane(pp *pairPane) *pairPane {
+	if pp.next < 0 {
+		return nil
+	}
+	return e.ppanes.at(pp.next)
+}
+
+// firstPane returns p's newest pane, or nil.
+func firstPane(p *pair) *pairPane {
+	if p.top.conns == 0 {
+		return nil
+	}
+	return &p.top
 }
 
 // addPair records one connection of an internal source to c.dst.
@@ -201,7 +228,7 @@ func (e *Engine) newPair(key uint64, c *connView) int32 {
 	}
 	p := e.pairs.at(id)
 	gen := p.gen + 1
-	*p = pair{key: key, panes: -1, dstPrev: -1, dstNext: -1, gen: gen, flags: pairLive, lastTS: c.t}
+	*p = pair{key: key, top: pairPane{next: -1}, dstPrev: -1, dstNext: -1, gen: gen, flags: pairLive, lastTS: c.t}
 	if c.dstInternal {
 		p.flags |= pairDstInternal
 	}
@@ -248,15 +275,16 @@ func (e *Engine) dstFront(id int32, p *pair) {
 
 func (e *Engine) evictPair(id int32) {
 	p := e.pairs.at(id)
-	e.freePairPanes(p, p.panes)
-	p.panes = -1
+	e.freePairPanes(p, p.top.next)
+	p.retained -= p.top.conns
+	p.top = pairPane{next: -1}
 	dst := keyDst(p.key)
 	e.dstUnlink(p)
 	delete(e.pairIDs, p.key)
 	e.addrs.unref(keySrc(p.key))
 	e.addrs.unref(dst)
 	// Keep gen: a stale hot-list reference must not match a reused id.
-	*p = pair{panes: -1, dstPrev: -1, dstNext: -1, gen: p.gen}
+	*p = pair{top: pairPane{next: -1}, dstPrev: -1, dstNext: -1, gen: p.gen}
 	e.pairFree = append(e.pairFree, id)
 	e.nPairs--
 }
@@ -335,8 +363,8 @@ func (e *Engine) sealPairPane(idx int64) {
 }
 
 func (e *Engine) pairPaneAt(id int32, idx int32) *pairPane {
-	for q := e.pairs.at(id).panes; q >= 0; q = e.ppanes.at(q).next {
-		if pp := e.ppanes.at(q); pp.idx <= idx {
+	for pp := firstPane(e.pairs.at(id)); pp != nil; pp = e.nextPane(pp) {
+		if pp.idx <= idx {
 			if pp.idx == idx {
 				return pp
 			}
@@ -479,27 +507,28 @@ func (e *Engine) evalPair(id int32, tp, T, low int64, due []int, deep bool) bool
 	}
 
 	ps := e.scratchPanes[:0] // newest first
-	prev := int32(-1)
-	var newer *pairPane // the pane visited before, newer in time
+	var prev *pairPane       // the pane visited before, newer in time
 	closing := false
-	for q := p.panes; q >= 0; {
-		pp := e.ppanes.at(q)
+	for pp := firstPane(p); pp != nil; pp = e.nextPane(pp) {
 		idx := int64(pp.idx)
 		if deep && idx < low {
-			if prev < 0 {
-				p.panes = -1
+			// Free pp and everything older.
+			if prev == nil {
+				e.freePairPanes(p, p.top.next)
+				p.retained -= p.top.conns
+				p.top = pairPane{next: -1}
 			} else {
-				e.ppanes.at(prev).next = -1
+				e.freePairPanes(p, prev.next)
+				prev.next = -1
 			}
-			e.freePairPanes(p, q)
 			break
 		}
 		if idx < tp && ce.Enabled {
 			// Sessions are runs of panes; is pp the newest pane of a run
 			// that closes at this tick?
 			start := e.pairStart(pp.idx)
-			cont := newer != nil && floorDiv(e.pairStart(newer.idx), cut) == floorDiv(start, cut) &&
-				e.pairStart(newer.idx)+int64(newer.first)-(start+int64(pp.last)) < gap
+			cont := prev != nil && floorDiv(e.pairStart(prev.idx), cut) == floorDiv(start, cut) &&
+				e.pairStart(prev.idx)+int64(prev.first)-(start+int64(pp.last)) < gap
 			if !cont {
 				end := min(start+int64(pp.last)+gap, (floorDiv(start, cut)+1)*cut)
 				closing = end > T-e.g.pairPane && end <= T
@@ -510,10 +539,9 @@ func (e *Engine) evalPair(id int32, tp, T, low int64, due []int, deep bool) bool
 			break
 		}
 		if need {
-			ps = append(ps, q)
+			ps = append(ps, pp)
 		}
-		newer = pp
-		prev, q = q, pp.next
+		prev = pp
 	}
 	e.scratchPanes = ps
 	if p.retained < uint32(e.hotMin) {
@@ -528,8 +556,7 @@ func (e *Engine) evalPair(id int32, tp, T, low int64, due []int, deep bool) bool
 	for _, k := range due {
 		sh := &e.pairShapes[k]
 		var w winStats
-		for _, q := range ps {
-			pp := e.ppanes.at(q)
+		for _, pp := range ps {
 			if int64(pp.idx) >= tp-sh.panes {
 				w.add(pp, e.pairStart(pp.idx))
 			}
@@ -552,8 +579,7 @@ func (e *Engine) evalPair(id int32, tp, T, low int64, due []int, deep bool) bool
 				e.pairRow(id, len(e.pairShapes), w.first, end, &w)
 			}
 		}
-		for _, q := range ps {
-			pp := e.ppanes.at(q)
+		for _, pp := range ps {
 			start := e.pairStart(pp.idx)
 			c := floorDiv(start, cut)
 			if w.conns > 0 && (c != cell || start+int64(pp.first)-w.last >= gap) {
@@ -626,8 +652,8 @@ func (e *Engine) pairActive(q int32, lo, hi int32) bool {
 	if e.pairIdx(p.lastTS) < lo {
 		return false // its newest connection is older
 	}
-	for x := p.panes; x >= 0; x = e.ppanes.at(x).next {
-		idx := e.ppanes.at(x).idx
+	for pp := firstPane(p); pp != nil; pp = e.nextPane(pp) {
+		idx := pp.idx
 		if idx < hi {
 			return idx >= lo
 		}

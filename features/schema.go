@@ -279,7 +279,8 @@ type pairRow struct {
 	first, last   int64
 }
 
-func (e *Engine) appendHostRows(b *array.RecordBuilder, rows []hostRow) {
+// appendHostRows appends rows in the given order.
+func (e *Engine) appendHostRows(b *array.RecordBuilder, rows []hostRow, order []int32) {
 	b.Reserve(len(rows))
 	ts := func(i int) *array.TimestampBuilder { return b.Field(i).(*array.TimestampBuilder) }
 	u32 := func(i int) *array.Uint32Builder { return b.Field(i).(*array.Uint32Builder) }
@@ -290,7 +291,7 @@ func (e *Engine) appendHostRows(b *array.RecordBuilder, rows []hostRow) {
 	addr := b.Field(hcHost).(*array.FixedSizeBinaryBuilder)
 	maxPort := b.Field(hcMaxPort).(*array.Uint16Builder)
 	sat := b.Field(hcSaturated).(*array.BooleanBuilder)
-	for i := range rows {
+	for _, i := range order {
 		r := &rows[i]
 		ts(hcStart).Append(arrow.Timestamp(r.start))
 		ts(hcEnd).Append(arrow.Timestamp(r.end))
@@ -342,7 +343,8 @@ func (e *Engine) appendHostRows(b *array.RecordBuilder, rows []hostRow) {
 	}
 }
 
-func (e *Engine) appendPairRows(b *array.RecordBuilder, rows []pairRow) {
+// appendPairRows appends rows in the given order.
+func (e *Engine) appendPairRows(b *array.RecordBuilder, rows []pairRow, order []int32) {
 	b.Reserve(len(rows))
 	ts := func(i int) *array.TimestampBuilder { return b.Field(i).(*array.TimestampBuilder) }
 	u64 := func(i int) *array.Uint64Builder { return b.Field(i).(*array.Uint64Builder) }
@@ -354,7 +356,7 @@ func (e *Engine) appendPairRows(b *array.RecordBuilder, rows []pairRow) {
 	port := b.Field(pcPort).(*array.Uint16Builder)
 	conns := b.Field(pcConns).(*array.Uint32Builder)
 	sources := b.Field(pcSources).(*array.Uint32Builder)
-	for i := range rows {
+	for _, i := range order {
 		r := &rows[i]
 		ts(pcStart).Append(arrow.Timestamp(r.start))
 		ts(pcEnd).Append(arrow.Timestamp(r.end))
