@@ -52,6 +52,9 @@ type WindowOutput struct {
 	// Watermark is the engine's watermark when the output was produced
 	// (at or past End).
 	Watermark int64
+	// Windows lists the windows that closed at End, whether or not they
+	// have rows.
+	Windows []WindowBounds
 	// Hosts holds host_features rows (HostSchema), Pairs pair_features rows
 	// (PairSchema). Both are non-nil and may have zero rows. Rows are
 	// sorted by window length, then addresses and port.
@@ -60,6 +63,19 @@ type WindowOutput struct {
 	// Signals evaluated from those rows, sorted by type (declaration
 	// order), source, destination, port and window start.
 	Signals []Signal
+}
+
+// WindowBounds names one window that closed.
+type WindowBounds struct {
+	// Kind is "host" (rows in Hosts) or "pair" (rows in Pairs).
+	Kind string
+	// Name is the rows' "window" value: the window length ("1m0s") or
+	// "session".
+	Name string
+	// Start and End bound the window, µs, [Start, End). For sessions,
+	// whose bounds are per row, the output holds the sessions that ended
+	// in (Start, End].
+	Start, End int64
 }
 
 // Errors of NewEngine.
@@ -177,6 +193,7 @@ type Engine struct {
 	sweep      int
 
 	hostRows      []hostRow
+	closed        []WindowBounds
 	hostOrder     []int32
 	pairOrder     []int32
 	pairRows      []pairRow
@@ -546,6 +563,7 @@ func (e *Engine) advance(ctx context.Context) error {
 // tick closes everything that ends at T and emits it.
 func (e *Engine) tick(ctx context.Context, T int64) error {
 	e.lastTick = T
+	e.closed = e.closed[:0]
 	if e.g.hostPane > 0 && floorMod(T, e.g.hostPane) == 0 {
 		e.hostTick(T)
 	}
@@ -605,7 +623,7 @@ func (e *Engine) flushTick(ctx context.Context, T int64) error {
 	e.appendHostRows(e.hostRB, e.hostRows, e.hostOrder)
 	e.appendPairRows(e.pairRB, e.pairRows, e.pairOrder)
 	out := &WindowOutput{
-		End: T, Watermark: e.wm,
+		End: T, Watermark: e.wm, Windows: slices.Clone(e.closed),
 		Hosts:   e.hostRB.NewRecord(),
 		Pairs:   e.pairRB.NewRecord(),
 		Signals: e.signals,

@@ -33,6 +33,7 @@ type collected struct {
 	hosts     []map[string]string
 	pairs     []map[string]string
 	nSignals  int
+	windows   []WindowBounds
 }
 
 func (c *collector) Emit(_ context.Context, out *WindowOutput) error {
@@ -41,7 +42,7 @@ func (c *collector) Emit(_ context.Context, out *WindowOutput) error {
 	}
 	c.outs = append(c.outs, collected{
 		end: out.End, watermark: out.Watermark,
-		hosts: rowsOf(out.Hosts), pairs: rowsOf(out.Pairs), nSignals: len(out.Signals),
+		hosts: rowsOf(out.Hosts), pairs: rowsOf(out.Pairs), nSignals: len(out.Signals), windows: out.Windows,
 	})
 	c.signals = append(c.signals, out.Signals...)
 	if c.keep {

@@ -344,6 +344,7 @@ func (e *Engine) hostTick(T int64) {
 	}
 	for k, idx := range due {
 		ringMask(e.shapeMasks[k], tp-e.hostShapes[idx].panes, tp, e.geo.ring)
+		e.closed = append(e.closed, WindowBounds{"host", e.hostShapes[idx].name, T - e.hostShapes[idx].size, T})
 	}
 
 	deep := largest == e.hostKeepPanes // the walk reaches the oldest needed pane

@@ -402,6 +402,12 @@ func (e *Engine) pairTick(T int64) {
 		}
 	}
 	e.dueShapes = due
+	for _, k := range due {
+		e.closed = append(e.closed, WindowBounds{"pair", e.pairShapes[k].name, T - e.pairShapes[k].size, T})
+	}
+	if e.cfg.Signals.CommandExchange.Enabled {
+		e.closed = append(e.closed, WindowBounds{"pair", SessionWindowName, T - e.g.pairPane, T})
+	}
 
 	// Panes before low are freed every fourth pair tick.
 	deep := floorMod(T, 4*e.g.pairPane) == 0

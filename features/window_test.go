@@ -188,6 +188,12 @@ func TestWatermarkEmitsOnTime(t *testing.T) {
 	if c.outs[0].watermark != t0.Add(10*time.Second).UnixMicro() {
 		t.Errorf("watermark %s", us(c.outs[0].watermark))
 	}
+	// At 10:00:10 only the 60 s host windows close (hop 10 s); pair
+	// windows close on 30 s ticks.
+	end := t0.Add(10 * time.Second).UnixMicro()
+	if want := []WindowBounds{{"host", "1m0s", end - 60e6, end}}; !slices.Equal(c.outs[0].windows, want) {
+		t.Errorf("closed windows %v, want %v", c.outs[0].windows, want)
+	}
 	if err := e.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
