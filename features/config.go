@@ -389,7 +389,9 @@ func DefaultConfig() Config {
 const (
 	maxPane     = time.Hour
 	maxWindow   = 24 * time.Hour
-	maxLateness = 24 * time.Hour
+	// Lateness widens every host set's bitmaps (a bit per pane retained)
+	// and the pair pane log; an hour covers Zeek's inactivity timeouts.
+	maxLateness = time.Hour
 	minPane     = time.Second
 	maxPorts    = 64 // privileged ports: one bit each
 )
@@ -523,6 +525,8 @@ func (c *Config) Validate() error {
 		bad("command_exchange.session: max_length %s must not be shorter than gap %s", ce.Session.MaxLength, ce.Session.Gap)
 	} else if time.Duration(ce.Session.MaxLength) > maxWindow {
 		bad("command_exchange.session: max_length %s is over %s", ce.Session.MaxLength, maxWindow)
+	} else if ce.Session.Gap%Duration(minPane) != 0 || ce.Session.MaxLength%Duration(minPane) != 0 {
+		bad("command_exchange.session: gap %s and max_length %s must be whole numbers of seconds", ce.Session.Gap, ce.Session.MaxLength)
 	}
 	pos("command_exchange.min_exchanges", float64(ce.MinExchanges))
 	pos("command_exchange.mean_request_below", ce.MeanRequestBelow)
@@ -556,11 +560,12 @@ func (c *Config) Validate() error {
 	if len(errs) == 0 {
 		// Derived limits only make sense on sane windows.
 		g := c.geometry()
-		if g.hostPane > 0 && time.Duration(g.hostPane) > maxPane {
-			bad("host windows: their hops share a pane of %s, over %s", time.Duration(g.hostPane), maxPane)
+		us := func(v int64) time.Duration { return time.Duration(v) * time.Microsecond }
+		if us(g.hostPane) > maxPane {
+			bad("host windows: their hops share a pane of %s, over %s", us(g.hostPane), maxPane)
 		}
-		if g.pairPane > 0 && time.Duration(g.pairPane) > maxPane {
-			bad("pair windows: their hops share a pane of %s, over %s", time.Duration(g.pairPane), maxPane)
+		if us(g.pairPane) > maxPane {
+			bad("pair windows: their hops share a pane of %s, over %s", us(g.pairPane), maxPane)
 		}
 		if ce.Enabled && g.pairPane > int64(time.Duration(ce.Session.Gap)/time.Microsecond) {
 			// Sessions are rebuilt from pair panes, which is exact only if
