@@ -361,6 +361,24 @@ func TestShuffleWithinLateness(t *testing.T) {
 	}
 }
 
+// TestShuffleLongLateness: the property with lateness long enough for the
+// host sets' pane bitmaps to span several words.
+func TestShuffleLongLateness(t *testing.T) {
+	for _, late := range []time.Duration{5 * time.Minute, 20 * time.Minute} {
+		cfg := DefaultConfig()
+		cfg.AllowedLateness = Duration(late)
+		conns := streamWithAttacks(11, 4000)
+		want, _ := runBatches(t, cfg, conns, 500)
+		got, st := runBatches(t, cfg, arrivalOrder(conns, late, 5), 13)
+		if st.LateHost != 0 || st.LatePair != 0 {
+			t.Fatalf("lateness %s: %d/%d late events", late, st.LateHost, st.LatePair)
+		}
+		if gotT, wantT := got.transcript(), want.transcript(); !slices.Equal(gotT, wantT) {
+			t.Errorf("lateness %s: output differs:\n%s", late, firstDiff(gotT, wantT))
+		}
+	}
+}
+
 func firstDiff(a, b []string) string {
 	for i := range min(len(a), len(b)) {
 		if a[i] != b[i] {
