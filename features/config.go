@@ -387,8 +387,8 @@ func DefaultConfig() Config {
 // Limits on configuration values that keep the engine's arithmetic in
 // range: pane offsets are uint32 microseconds, pane indices int32.
 const (
-	maxPane     = time.Hour
-	maxWindow   = 24 * time.Hour
+	maxPane   = time.Hour
+	maxWindow = 24 * time.Hour
 	// Lateness widens every host set's bitmaps (a bit per pane retained)
 	// and the pair pane log; an hour covers Zeek's inactivity timeouts.
 	maxLateness = time.Hour
