@@ -134,7 +134,9 @@ func BenchmarkProcess(b *testing.B) {
 // BenchmarkPairState tracks 1,000,000 host pairs (5,000 internal hosts,
 // 250,000 external destinations, one or two connections each, all
 // within one retention period) and reports the heap they cost per pair,
-// measured with runtime.ReadMemStats, and the engine's own estimate.
+// measured with runtime.ReadMemStats (everything the engine holds, its
+// 5,000 hosts included, divided by the pairs), and the engine's own
+// estimates per pair and per host.
 func BenchmarkPairState(b *testing.B) {
 	const pairs = 1_000_000
 	rng := rand.New(rand.NewPCG(7, 7))
@@ -156,7 +158,7 @@ func BenchmarkPairState(b *testing.B) {
 			conns = append(conns, c)
 		}
 	}
-	var perPair, estimate float64
+	var perPair, estimate, perHost float64
 	for range b.N {
 		runtime.GC()
 		var before, after runtime.MemStats
@@ -178,8 +180,10 @@ func BenchmarkPairState(b *testing.B) {
 		}
 		perPair = float64(after.HeapAlloc-before.HeapAlloc) / float64(st.Pairs)
 		estimate = e.Memory().BytesPerPair()
+		perHost = e.Memory().BytesPerHost()
 		runtime.KeepAlive(e)
 	}
 	b.ReportMetric(perPair, "bytes/pair")
 	b.ReportMetric(estimate, "est-bytes/pair")
+	b.ReportMetric(perHost, "est-bytes/host")
 }
