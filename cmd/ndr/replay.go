@@ -74,7 +74,7 @@ func runReplay(ctx context.Context, args []string, env *environment) error {
 		}
 		aw.Start(ctx)
 		sink = cw
-		outs.Signals = aw
+		outs.Signals, outs.Features = aw, aw
 		outs.Detections = append(outs.Detections, detectionStore(aw))
 		flushes = append(flushes, aw.Shutdown, cw.Shutdown)
 		defer cw.Shutdown(context.WithoutCancel(ctx))
@@ -147,7 +147,8 @@ func runReplay(ctx context.Context, args []string, env *environment) error {
 	dets := collector.Detections()
 	fmt.Fprintf(report, "replayed %d events from %d files in %s: %.0f events/s; %d bad lines\n",
 		events, len(src.Files()), elapsed.Round(time.Millisecond), float64(events)/elapsed.Seconds(), rs.Rejected)
-	fmt.Fprintf(report, "  %d signals, %d detections\n", fstats.Signals, len(dets))
+	fmt.Fprintf(report, "  %d host feature rows, %d pair feature rows, %d signals, %d detections; %d late events\n",
+		fstats.HostRows, fstats.PairRows, fstats.Signals, len(dets), fstats.LateHost)
 	for _, d := range dets {
 		fmt.Fprintf(report, "  %-18s %-16s %-8s %s (%s)\n", d.Type, d.Src, d.Severity, d.ID, time.UnixMicro(d.FirstSeen).UTC().Format(time.RFC3339))
 	}

@@ -90,7 +90,7 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 		return err
 	}
 	aw.Start(ctx)
-	outs := pipeline.Outputs{Signals: aw, Detections: []scoring.Sink{detectionStore(aw)}}
+	outs := pipeline.Outputs{Signals: aw, Features: aw, Detections: []scoring.Sink{detectionStore(aw)}}
 	if *out != "" {
 		f, err := os.OpenFile(*out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {

@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
 
 	"github.com/ndr-go/ndr/features"
 	"github.com/ndr-go/ndr/scoring"
@@ -32,6 +36,8 @@ type AnalysisWriter struct {
 	cond       *sync.Cond // signalled when buffers shrink or the writer closes
 	signals    []features.Signal
 	detections []scoring.Detection
+	hosts      *arrowTable // host_features rows not yet inserted
+	pairs      *arrowTable // pair_features rows not yet inserted
 	closed     bool
 
 	kick     chan struct{}
@@ -39,12 +45,12 @@ type AnalysisWriter struct {
 	finished chan struct{}
 	startMu  sync.Once
 
-	signalRows, detectionRows, failures atomic.Uint64
+	signalRows, detectionRows, hostRows, pairRows, failures atomic.Uint64
 }
 
 // AnalysisStats count rows stored and inserts given up.
 type AnalysisStats struct {
-	Signals, Detections, Failures uint64
+	Signals, Detections, HostRows, PairRows, Failures uint64
 }
 
 // NewAnalysisWriter returns a writer; Start it before use.
@@ -57,7 +63,18 @@ func (s *Store) NewAnalysisWriter(cfg WriterConfig) (*AnalysisWriter, error) {
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), finished: make(chan struct{}),
 	}
 	w.cond = sync.NewCond(&w.mu)
+	var err error
+	if w.hosts, err = newArrowTable("host_features", features.HostSchema()); err != nil {
+		return nil, err
+	}
+	if w.pairs, err = newArrowTable("pair_features", features.PairSchema()); err != nil {
+		return nil, err
+	}
 	return w, nil
+}
+
+func (w *AnalysisWriter) buffered() int {
+	return len(w.signals) + len(w.detections) + w.hosts.rows + w.pairs.rows
 }
 
 func (w *AnalysisWriter) maxBuffered() int { return 10 * w.cfg.FlushRows }
@@ -101,7 +118,7 @@ func (w *AnalysisWriter) add(ctx context.Context, appendFn func(), n int) error 
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for !w.closed && len(w.signals)+len(w.detections) >= w.maxBuffered() {
+	for !w.closed && w.buffered() >= w.maxBuffered() {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -111,13 +128,43 @@ func (w *AnalysisWriter) add(ctx context.Context, appendFn func(), n int) error 
 		return ErrWriterClosed
 	}
 	appendFn()
-	if len(w.signals)+len(w.detections) >= w.cfg.FlushRows {
+	if w.buffered() >= w.cfg.FlushRows {
 		select {
 		case w.kick <- struct{}{}:
 		default:
 		}
 	}
 	return nil
+}
+
+// AddFeatures buffers the rows of out's feature records that tile time:
+// hopping windows whose start is a multiple of their length, and sessions
+// (see migration 0003). The records may be released when it returns.
+func (w *AnalysisWriter) AddFeatures(ctx context.Context, out *features.WindowOutput) error {
+	var err error
+	n := int(out.Hosts.NumRows() + out.Pairs.NumRows())
+	addErr := w.add(ctx, func() {
+		err = errors.Join(w.hosts.add(out.Hosts, tiling(out.Hosts)), w.pairs.add(out.Pairs, tiling(out.Pairs)))
+	}, n)
+	return errors.Join(addErr, err)
+}
+
+// tiling keeps rows whose window starts at a multiple of its length, and
+// session rows. Both schemas start with window_start, window_end, window.
+func tiling(rec arrow.Record) func(int) bool {
+	if rec.NumCols() < 3 {
+		return func(int) bool { return false }
+	}
+	start, end := rec.Column(0).(*array.Timestamp), rec.Column(1).(*array.Timestamp)
+	win := rec.Column(2).(*array.Dictionary)
+	names := win.Dictionary().(*array.String)
+	return func(r int) bool {
+		if names.Value(win.GetValueIndex(r)) == features.SessionWindowName {
+			return true
+		}
+		s, e := int64(start.Value(r)), int64(end.Value(r))
+		return e > s && s%(e-s) == 0
+	}
 }
 
 // Flush inserts everything buffered now and returns the first error.
@@ -127,9 +174,29 @@ func (w *AnalysisWriter) flush(ctx context.Context) error {
 	w.mu.Lock()
 	sigs, dets := w.signals, w.detections
 	w.signals, w.detections = nil, nil
+	hosts, pairs := w.hosts, w.pairs
+	if hosts.rows > 0 {
+		w.hosts = hosts.fresh()
+	}
+	if pairs.rows > 0 {
+		w.pairs = pairs.fresh()
+	}
 	w.cond.Broadcast()
 	w.mu.Unlock()
 	var errs []error
+	for _, t := range []struct {
+		tab     *arrowTable
+		counter *atomic.Uint64
+	}{{hosts, &w.hostRows}, {pairs, &w.pairRows}} {
+		if t.tab.rows == 0 {
+			continue
+		}
+		if err := w.retry(ctx, t.tab.name, func() error { return w.insertArrow(ctx, t.tab) }); err != nil {
+			errs = append(errs, err)
+		} else {
+			t.counter.Add(uint64(t.tab.rows))
+		}
+	}
 	if len(sigs) > 0 {
 		if err := w.retry(ctx, "signals", func() error { return w.insertSignals(ctx, sigs) }); err != nil {
 			errs = append(errs, err)
@@ -190,7 +257,22 @@ func (w *AnalysisWriter) Shutdown(ctx context.Context) error {
 
 // Stats returns the counters so far.
 func (w *AnalysisWriter) Stats() AnalysisStats {
-	return AnalysisStats{Signals: w.signalRows.Load(), Detections: w.detectionRows.Load(), Failures: w.failures.Load()}
+	return AnalysisStats{Signals: w.signalRows.Load(), Detections: w.detectionRows.Load(),
+		HostRows: w.hostRows.Load(), PairRows: w.pairRows.Load(), Failures: w.failures.Load()}
+}
+
+func (w *AnalysisWriter) insertArrow(ctx context.Context, t *arrowTable) error {
+	b, err := w.store.conn.PrepareBatch(ctx, "INSERT INTO "+quoteIdent(w.store.db)+"."+t.name+" ("+strings.Join(t.names, ", ")+")")
+	if err != nil {
+		return err
+	}
+	defer b.Abort()
+	for i, c := range t.cols {
+		if err := b.Column(i).Append(c.values()); err != nil {
+			return fmt.Errorf("%s.%s: %w", t.name, t.names[i], err)
+		}
+	}
+	return b.Send()
 }
 
 func v6(a netip.Addr) netip.Addr {

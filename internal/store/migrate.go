@@ -225,35 +225,57 @@ func skipQuoted(sql string, i int) (int, error) {
 	return 0, fmt.Errorf("unterminated %c quote at byte %d", q, i)
 }
 
-// applyRetention sets conn's TTL to RetentionDays after ingest_time, or
-// removes it for 0. It alters only on a change: MODIFY TTL starts a
-// mutation that recomputes TTL information of every part.
+// retained lists the tables whose rows expire after RetentionDays, with the
+// column that says when a row was stored. Detections are not among them:
+// they are the analysts' record and are few.
+func retained() []struct{ table, column string } {
+	return []struct{ table, column string }{
+		{"conn", "ingest_time"},
+		{"signals", "inserted_at"},
+		{"host_features", "inserted_at"},
+		{"pair_features", "inserted_at"},
+	}
+}
+
+// applyRetention sets each retained table's TTL to RetentionDays after the
+// row was stored, or removes it for 0. It alters only on a change: MODIFY
+// TTL starts a mutation that recomputes TTL information of every part.
 func applyRetention(ctx context.Context, conn driver.Conn, db string, days int, logger *slog.Logger) error {
+	for _, t := range retained() {
+		if err := applyTableRetention(ctx, conn, db, t.table, t.column, days, logger); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func applyTableRetention(ctx context.Context, conn driver.Conn, db, name, column string, days int, logger *slog.Logger) error {
 	var engine string
-	err := conn.QueryRow(WithParams(ctx, Params{"db": db}),
-		"SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = 'conn'").Scan(&engine)
+	err := conn.QueryRow(WithParams(ctx, Params{"db": db, "table": name}),
+		"SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {table:String}").Scan(&engine)
 	if err != nil {
-		return fmt.Errorf("read conn ttl: %w", err)
+		return fmt.Errorf("read %s ttl: %w", name, err)
 	}
 	cur, want := tableTTL(engine), ""
 	if days > 0 {
-		want = "ingest_time + toIntervalDay(" + strconv.Itoa(days) + ")"
+		want = column + " + toIntervalDay(" + strconv.Itoa(days) + ")"
 	}
 	if cur == want {
 		return nil
 	}
-	table := quoteIdent(db) + ".conn"
+	table := quoteIdent(db) + "." + name
 	var stmt string
 	if days > 0 {
-		// days is a validated int; DDL takes no query parameters here.
-		stmt = "ALTER TABLE " + table + " MODIFY TTL ingest_time + INTERVAL " + strconv.Itoa(days) + " DAY"
+		// days is a validated int and names are constants; DDL takes no
+		// query parameters here.
+		stmt = "ALTER TABLE " + table + " MODIFY TTL " + column + " + INTERVAL " + strconv.Itoa(days) + " DAY"
 	} else {
 		stmt = "ALTER TABLE " + table + " REMOVE TTL"
 	}
 	if err := conn.Exec(ctx, stmt); err != nil {
-		return fmt.Errorf("set conn retention: %w", err)
+		return fmt.Errorf("set %s retention: %w", name, err)
 	}
-	logger.Info("set conn retention", "database", db, "days", days, "previous_ttl", cur)
+	logger.Info("set retention", "table", name, "database", db, "days", days, "previous_ttl", cur)
 	return nil
 }
 

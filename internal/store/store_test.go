@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -190,18 +191,25 @@ func TestMigrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next := fstest.MapFS{
-		"0001_conn.sql":  {Data: orig},
-		"0002_extra.sql": {Data: []byte("-- test\nCREATE TABLE IF NOT EXISTS ${db}.extra (x UInt8) ENGINE = Memory;\n")},
+	next := fstest.MapFS{}
+	for _, f := range files {
+		b, err := os.ReadFile("migrations/" + f.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		next[f.Name()] = &fstest.MapFile{Data: b}
 	}
+	extra := fmt.Sprintf("%04d_extra.sql", len(files)+1)
+	next[extra] = &fstest.MapFile{Data: []byte("-- test\nCREATE TABLE IF NOT EXISTS ${db}.extra (x UInt8) ENGINE = Memory;\n")}
 	if err := store.MigrateFS(ctx, s, next); err != nil {
 		t.Fatalf("new migration: %v", err)
 	}
 	if err := s.Exec(ctx, "INSERT INTO extra VALUES (1)"); err != nil {
 		t.Errorf("table of the new migration: %v", err)
 	}
-	if err := s.QueryRow(ctx, "SELECT count() FROM schema_migrations WHERE version = 2 AND name = '0002_extra.sql'").Scan(&n); err != nil || n != 1 {
-		t.Errorf("0002 recorded %d times (err %v), want 1", n, err)
+	if err := s.QueryRow(store.WithParams(ctx, store.Params{"v": fmt.Sprint(len(files) + 1), "name": extra}),
+		"SELECT count() FROM schema_migrations WHERE version = {v:UInt32} AND name = {name:String}").Scan(&n); err != nil || n != 1 {
+		t.Errorf("%s recorded %d times (err %v), want 1", extra, n, err)
 	}
 
 	// An applied migration that changed is refused.
@@ -213,7 +221,7 @@ func TestMigrations(t *testing.T) {
 	// So are bad file names and unknown placeholders.
 	for name, fsys := range map[string]fstest.MapFS{
 		"bad name":    {"1_x.sql": {Data: []byte("SELECT 1")}},
-		"placeholder": {"0001_conn.sql": {Data: orig}, "0003_x.sql": {Data: []byte("CREATE TABLE ${database}.x (x UInt8) ENGINE = Memory")}},
+		"placeholder": {"0001_conn.sql": {Data: orig}, "0099_x.sql": {Data: []byte("CREATE TABLE ${database}.x (x UInt8) ENGINE = Memory")}},
 	} {
 		if err := store.MigrateFS(ctx, s, fsys); err == nil {
 			t.Errorf("%s: accepted", name)
