@@ -411,10 +411,25 @@ func (e *Engine) pairTick(T int64) {
 
 	// Panes before low are freed every fourth pair tick.
 	deep := floorMod(T, 4*e.g.pairPane) == 0
+	// A pair whose newest connection is older than every due window, and
+	// too old for a session to end now (a session ending in (T - pane, T]
+	// has its last connection after T - pane - gap), has nothing to emit:
+	// its panes need not be walked, except to free them.
+	quiet := T
+	for _, k := range due {
+		quiet = min(quiet, T-e.pairShapes[k].size)
+	}
+	if ce := &e.cfg.Signals.CommandExchange; ce.Enabled {
+		quiet = min(quiet, T-e.g.pairPane-ce.Session.Gap.micros())
+	}
 	kept := e.hot[:0]
 	for _, r := range e.hot {
 		p := e.pairs.at(r.id)
 		if p.gen != r.gen || p.flags&pairLive == 0 {
+			continue
+		}
+		if !deep && p.lastTS < quiet {
+			kept = append(kept, r)
 			continue
 		}
 		if e.evalPair(r.id, tp, T, low, due, deep) {
