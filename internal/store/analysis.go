@@ -174,12 +174,14 @@ func (w *AnalysisWriter) flush(ctx context.Context) error {
 	w.mu.Lock()
 	sigs, dets := w.signals, w.detections
 	w.signals, w.detections = nil, nil
-	hosts, pairs := w.hosts, w.pairs
-	if hosts.rows > 0 {
-		w.hosts = hosts.fresh()
+	// Full tables leave with the flush and fresh ones take their place;
+	// an empty one stays, untouched here, since adds may continue on it.
+	var hosts, pairs *arrowTable
+	if w.hosts.rows > 0 {
+		hosts, w.hosts = w.hosts, w.hosts.fresh()
 	}
-	if pairs.rows > 0 {
-		w.pairs = pairs.fresh()
+	if w.pairs.rows > 0 {
+		pairs, w.pairs = w.pairs, w.pairs.fresh()
 	}
 	w.cond.Broadcast()
 	w.mu.Unlock()
@@ -188,7 +190,7 @@ func (w *AnalysisWriter) flush(ctx context.Context) error {
 		tab     *arrowTable
 		counter *atomic.Uint64
 	}{{hosts, &w.hostRows}, {pairs, &w.pairRows}} {
-		if t.tab.rows == 0 {
+		if t.tab == nil {
 			continue
 		}
 		if err := w.retry(ctx, t.tab.name, func() error { return w.insertArrow(ctx, t.tab) }); err != nil {
