@@ -88,7 +88,7 @@ const (
 	MetaSchema        = "ndr.schema"
 	MetaSchemaVersion = "ndr.schema_version"
 
-	// SessionWindow is the "window" value of session rows.
+	// SessionWindowName is the "window" value of session rows.
 	SessionWindowName = "session"
 )
 
