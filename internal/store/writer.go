@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash"
 	"log/slog"
@@ -177,6 +178,43 @@ func (w *ConnWriter) Write(ctx context.Context, b *ingest.Batch, done func(error
 	if w.cur.rows() >= w.cfg.FlushRows {
 		w.handOffLocked()
 	}
+	w.mu.Unlock()
+	return nil
+}
+
+// WriteChunk inserts batches as one INSERT of their own, never merged with
+// other writes, carrying token as its insert_deduplication_token. A caller
+// that can repeat the same chunk after a crash (the spool) gets exactly-once
+// storage: ClickHouse drops the repeat. done is called once, as for Write;
+// the caller must not modify the batches until then.
+func (w *ConnWriter) WriteChunk(ctx context.Context, token string, batches []*ingest.Batch, done func(error)) error {
+	if token == "" {
+		return errors.New("store: WriteChunk needs a token")
+	}
+	w.mu.Lock()
+	if err := w.acquireLocked(ctx); err != nil {
+		return err
+	}
+	if !w.cur.empty() { // close the open buffer: chunks are never merged
+		w.handOffLocked()
+		if err := w.acquireLocked(ctx); err != nil {
+			return err
+		}
+	}
+	for i, b := range batches {
+		var d func(error)
+		if i == len(batches)-1 {
+			d = done
+		}
+		w.cur.add(b, d, w.cfg.FlushRows)
+	}
+	if len(batches) == 0 {
+		w.mu.Unlock()
+		done(nil)
+		return nil
+	}
+	w.cur.fixed = token
+	w.handOffLocked()
 	w.mu.Unlock()
 	return nil
 }
@@ -413,6 +451,7 @@ type connBuffer struct {
 	refs    []batchRef
 	waiters []chan struct{} // Flush calls waiting for this buffer
 	nonce   string          // see token
+	fixed   string          // a token given by WriteChunk, used as is
 }
 
 func newConnBuffer() *connBuffer { return &connBuffer{yes: true} }
@@ -506,7 +545,7 @@ func (b *connBuffer) reset() {
 	b.origBytes, b.respBytes, b.missedBytes = b.origBytes[:0], b.respBytes[:0], b.missedBytes[:0]
 	b.origPkts, b.origIPBytes, b.respPkts, b.respIPBytes = b.origPkts[:0], b.origIPBytes[:0], b.respPkts[:0], b.respIPBytes[:0]
 	b.localOrig, b.localResp = b.localOrig[:0], b.localResp[:0]
-	b.refs, b.waiters, b.nonce = b.refs[:0], nil, ""
+	b.refs, b.waiters, b.nonce, b.fixed = b.refs[:0], nil, "", ""
 }
 
 // token is the INSERT's insert_deduplication_token: a hash of the
@@ -517,6 +556,9 @@ func (b *connBuffer) reset() {
 // which still covers retries of this INSERT and never makes two different
 // buffers collide.
 func (b *connBuffer) token() string {
+	if b.fixed != "" {
+		return b.fixed
+	}
 	h := sha256.New()
 	h.Write([]byte("ndr.conn.v1"))
 	anonymous := false

@@ -684,3 +684,41 @@ func TestWriterManyPartitionsStored(t *testing.T) {
 		t.Fatalf("stored %d rows over %d days, want 150 over 150", n, days)
 	}
 }
+
+// A chunk repeated with its token, as the spool does after a crash, is
+// stored once; a chunk is never merged with rows written around it.
+func TestWriteChunkExactlyOnce(t *testing.T) {
+	t.Parallel()
+	s := chtest.OpenStore(t)
+	w := startWriter(t, s, writerConfig(), store.WriterHooks{})
+	rec := newDoneRecorder()
+	b1 := batch("s", "st", 1, testConns(30, "a"))
+	b2 := batch("s", "st", 2, testConns(20, "b"))
+	if err := w.Write(t.Context(), batch("s", "other", 1, testConns(5, "c")), rec.done("loose")); err != nil {
+		t.Fatal(err)
+	}
+	for i, name := range []string{"first", "repeat"} {
+		if err := w.WriteChunk(t.Context(), "spool:test:7", []*ingest.Batch{b1, b2}, rec.done(name)); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Flush(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if err := rec.result(t, name); err != nil {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+	}
+	if err := rec.result(t, "loose"); err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	if err := s.QueryRow(t.Context(), "SELECT count() FROM conn").Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 55 {
+		t.Fatalf("stored %d rows, want 55 (50 in the chunk once, 5 loose)", n)
+	}
+	if st := w.Stats(); st.Inserts != 3 {
+		t.Fatalf("%d inserts, want 3 (loose rows, the chunk, its repeat)", st.Inserts)
+	}
+}
