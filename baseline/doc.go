@@ -55,7 +55,12 @@
 // prior is the median, over hosts, of each parameter. With n active hours
 // the host keeps weight w = n/(n+Params.ShrinkHours):
 //
-//	location = w·location_host + (1-w)·location_prior   (scale, activity alike)
+//	location = w·location_host + (1-w)·location_prior   (scale alike)
+//
+// The activity rate is shrunk the same way with n its history hours and
+// k = Params.ActivityPriorHours (a Beta prior worth 6 hours). Priors are
+// medians weighted by the hosts' active (or history) hours, so a host
+// seen for one hour barely moves them.
 //
 // A host absent from the snapshot gets the prior itself (HostModel's ok
 // is false).

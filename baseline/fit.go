@@ -1,6 +1,7 @@
 package baseline
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"math"
@@ -372,33 +373,45 @@ func (b *Builder) Build(version uint64, fittedAt time.Time) (*Snapshot, error) {
 		}
 	}
 
-	// Destinations: the most prevalent, then the most recent, survive the cap.
-	dsts := b.dsts
-	b.dsts = nil
-	if len(dsts) > b.p.MaxDestinations {
-		slices.SortFunc(dsts, func(x, y Destination) int {
-			return cmp.Or(cmp.Compare(y.InternalHosts, x.InternalHosts), y.FirstSeen.Compare(x.FirstSeen))
-		})
-		dsts = dsts[:b.p.MaxDestinations]
-	}
-	s.dsts = make(map[[16]byte]dstEntry, len(dsts))
-	for _, d := range dsts {
+	// Destinations: merge repeats, then the most prevalent, then the
+	// most recently first-seen, survive the cap.
+	merged := make(map[[16]byte]dstEntry, len(b.dsts))
+	for _, d := range b.dsts {
 		k := d.Addr.Unmap().As16()
 		e := dstEntry{hosts: uint32(min(max(d.InternalHosts, 0), math.MaxUint32)), first: d.FirstSeen.Unix()}
-		if old, ok := s.dsts[k]; ok {
+		if old, ok := merged[k]; ok {
 			e.hosts = max(e.hosts, old.hosts)
 			e.first = min(e.first, old.first)
 		}
-		s.dsts[k] = e
+		merged[k] = e
 	}
+	b.dsts = nil
+	if len(merged) > b.p.MaxDestinations {
+		type kv struct {
+			k [16]byte
+			e dstEntry
+		}
+		all := make([]kv, 0, len(merged))
+		for k, e := range merged {
+			all = append(all, kv{k, e})
+		}
+		slices.SortFunc(all, func(x, y kv) int {
+			return cmp.Or(cmp.Compare(y.e.hosts, x.e.hosts), cmp.Compare(y.e.first, x.e.first), bytes.Compare(x.k[:], y.k[:]))
+		})
+		for _, x := range all[b.p.MaxDestinations:] {
+			delete(merged, x.k)
+		}
+	}
+	s.dsts = merged
 	return s, nil
 }
 
 // shrink moves a host's metric model towards the prior's: location and
-// scale with weight n_active/(n_active+k), activity with hours/(hours+k)
-// (empirical Bayes; the credibility weight of Bühlmann's model).
+// scale with weight n_active/(n_active+ShrinkHours), activity with
+// hours/(hours+ActivityPriorHours) (empirical Bayes; the credibility
+// weight of Bühlmann's model).
 func shrink(mm, pr *metricModel, hours float64, p Params) {
-	wa := hours / (hours + p.ShrinkHours)
+	wa := hours / (hours + p.ActivityPriorHours)
 	mm.act = float32(wa*float64(mm.act) + (1-wa)*float64(pr.act))
 	if mm.active == 0 {
 		// Never active: the prior's size is the best guess should it be.
@@ -415,9 +428,11 @@ func shrink(mm, pr *metricModel, hours float64, p Params) {
 	mm.scale = float32(max(w*float64(mm.scale)+(1-w)*float64(pr.scale), p.MinScale))
 }
 
-// takePrior is the per-metric median, over hosts (all when members is
-// nil), of location and scale (over hosts ever active) and activity (over
-// all). prior.m[k].active counts the hosts the location came from.
+// takePrior is, per metric, the weighted median over hosts (all when
+// members is nil) of location and scale, weighted by active hours (hosts
+// never active do not count), and of activity, weighted by history hours:
+// a host seen for one hour sways the prior as little as it should.
+// prior.m[k].active counts the hosts the location came from.
 func takePrior(hosts []hostModel, members []int32, vals *[]float64) prior {
 	n := len(hosts)
 	if members != nil {
@@ -430,30 +445,43 @@ func takePrior(hosts []hostModel, members []int32, vals *[]float64) prior {
 		return &hosts[i]
 	}
 	pr := prior{hosts: n}
+	buf := (*vals)[:0]
 	for k := range Metric(NumMetrics) {
 		mm := &pr.m[k]
-		v := (*vals)[:0]
+		var act, loc, scale []wv
 		for i := range n {
-			v = append(v, float64(at(i).m[k].act))
-		}
-		mm.act = float32(sortedMedian(v))
-		for _, field := range []*float32{&mm.loc, &mm.scale} {
-			v = v[:0]
-			for i := range n {
-				h := &at(i).m[k]
-				if h.active == 0 {
-					continue
-				}
-				if field == &mm.loc {
-					v = append(v, float64(h.loc))
-				} else {
-					v = append(v, float64(h.scale))
-				}
+			h := at(i)
+			hm := &h.m[k]
+			act = append(act, wv{float64(hm.act), float64(h.hours)})
+			if hm.active > 0 {
+				loc = append(loc, wv{float64(hm.loc), float64(hm.active)})
+				scale = append(scale, wv{float64(hm.scale), float64(hm.active)})
 			}
-			*field = float32(sortedMedian(v))
-			mm.active = uint32(len(v))
 		}
-		*vals = v
+		mm.act = float32(weightedMedian(act, &buf))
+		mm.loc = float32(weightedMedian(loc, &buf))
+		mm.scale = float32(weightedMedian(scale, &buf))
+		mm.active = uint32(len(loc))
 	}
+	*vals = buf
 	return pr
+}
+
+// wv is a value and its weight.
+type wv struct{ v, w float64 }
+
+// weightedMedian sorts x by value and returns gonum's weighted empirical
+// median (0 for none).
+func weightedMedian(x []wv, buf *[]float64) float64 {
+	if len(x) == 0 {
+		return 0
+	}
+	slices.SortFunc(x, func(a, b wv) int { return cmp.Compare(a.v, b.v) })
+	b := slices.Grow((*buf)[:0], 2*len(x))[:2*len(x)]
+	vs, ws := b[:len(x)], b[len(x):]
+	for i, e := range x {
+		vs[i], ws[i] = e.v, e.w
+	}
+	*buf = b
+	return stat.Quantile(0.5, stat.Empirical, vs, ws)
 }

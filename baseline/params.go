@@ -28,6 +28,11 @@ type Params struct {
 	// or population prior (n: active hours, or history hours for the
 	// activity rate).
 	ShrinkHours float64 `json:"shrink_hours"`
+	// ActivityPriorHours is k for the activity rate: a Beta prior worth
+	// that many hours. Smaller than ShrinkHours because a rate is known
+	// well after a few hours (its standard error is sqrt(p(1-p)/n)) while
+	// a location needs active hours.
+	ActivityPriorHours float64 `json:"activity_prior_hours"`
 	// MinPeers: fitted hosts a peer group (/24, /64) needs to serve as a
 	// host's prior; smaller groups defer to the population.
 	MinPeers int `json:"min_peers"`
@@ -70,17 +75,18 @@ func DefaultParams() Params {
 	spike[Connections] = 20
 	spike[BytesOutExternal] = 50e6
 	return Params{
-		MinHours:        6,
-		HourOfDayAfter:  7 * 24 * time.Hour,
-		WeekdayAfter:    14 * 24 * time.Hour,
-		CellPrior:       2,
-		ShrinkHours:     24,
-		MinPeers:        5,
-		MinScale:        0.1,
-		Floors:          floors,
-		SpikeFloors:     spike,
-		FloorZ:          3,
-		MaxDestinations: 1_000_000,
+		MinHours:           6,
+		HourOfDayAfter:     7 * 24 * time.Hour,
+		WeekdayAfter:       14 * 24 * time.Hour,
+		CellPrior:          2,
+		ShrinkHours:        24,
+		ActivityPriorHours: 6,
+		MinPeers:           5,
+		MinScale:           0.1,
+		Floors:             floors,
+		SpikeFloors:        spike,
+		FloorZ:             3,
+		MaxDestinations:    1_000_000,
 	}
 }
 
@@ -100,7 +106,7 @@ func (p Params) Validate() error {
 	for _, f := range []struct {
 		name string
 		v    float64
-	}{{"cell_prior", p.CellPrior}, {"shrink_hours", p.ShrinkHours}} {
+	}{{"cell_prior", p.CellPrior}, {"shrink_hours", p.ShrinkHours}, {"activity_prior_hours", p.ActivityPriorHours}} {
 		if !(f.v >= 0) || math.IsInf(f.v, 0) {
 			bad("%s %v: want a finite value >= 0", f.name, f.v)
 		}
