@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 )
 
 // FieldError says which field of a record is unacceptable and why. Readers
@@ -110,8 +111,11 @@ func (v *Validator) Check(c *Conn) error {
 	if !c.RespH.IsValid() {
 		return fieldErr("id.resp_h", "missing")
 	}
-	if c.OrigH.Zone() != "" || c.RespH.Zone() != "" {
-		return fieldErr("id.orig_h", "address zones are not accepted")
+	if c.OrigH.Zone() != "" {
+		return fieldErr("id.orig_h", "address zone %q is not accepted", c.OrigH.Zone())
+	}
+	if c.RespH.Zone() != "" {
+		return fieldErr("id.resp_h", "address zone %q is not accepted", c.RespH.Zone())
 	}
 	if c.Duration < 0 {
 		return fieldErr("duration", "negative (%s)", c.Duration)
@@ -137,6 +141,9 @@ func (v *Validator) Check(c *Conn) error {
 		if len(f.v) > v.lim.MaxStringLen {
 			return fieldErr(f.name, "%d bytes exceeds the limit of %d", len(f.v), v.lim.MaxStringLen)
 		}
+		if reason := unprintable(f.v); reason != "" {
+			return fieldErr(f.name, "%s", reason)
+		}
 	}
 	if c.Proto > ICMP {
 		return fieldErr("proto", "unknown transport %d", c.Proto)
@@ -152,4 +159,28 @@ func (v *Validator) Check(c *Conn) error {
 
 func fmtMicros(us int64) string {
 	return time.UnixMicro(us).UTC().Format(time.RFC3339Nano)
+}
+
+// unprintable returns why s is not printable text (invalid UTF-8, or a C0,
+// DEL or C1 control character), or "" when it is. The file readers refuse
+// such strings while parsing; this check makes records that arrive over
+// gRPC, or from any other source, answer the same way. Control characters
+// are refused because stored strings end up in analysts' terminals and
+// notebooks, where escape sequences are an attack.
+func unprintable(s string) string {
+	i := 0
+	for i < len(s) && s[i] >= 0x20 && s[i] < 0x7f { // ASCII fast path
+		i++
+	}
+	for i < len(s) {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			return fmt.Sprintf("invalid UTF-8 at byte %d", i)
+		case r < 0x20 || (r >= 0x7f && r < 0xa0):
+			return fmt.Sprintf("control character %U at byte %d", r, i)
+		}
+		i += n
+	}
+	return ""
 }
