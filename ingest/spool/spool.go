@@ -648,7 +648,13 @@ func (s *Spool) writeSync(buf []byte, recs []pendingRec) error {
 	return nil
 }
 
-func (s *Spool) token(seq uint64) string { return "ndr-spool:" + s.id + ":" + fmt.Sprint(seq) }
+// token names a chunk for ClickHouse's deduplication: the spool, the chunk
+// number and its LSN range. The range makes it impossible for two chunks
+// with different contents to share a token, even if a chunk number were
+// ever reused after a crash.
+func (s *Spool) token(c *chunk) string {
+	return fmt.Sprintf("ndr-spool:%s:%d:%d-%d", s.id, c.seq, c.first, c.last)
+}
 
 type chunkResult struct {
 	c   *chunk
@@ -692,7 +698,7 @@ func (s *Spool) drainer(ctx context.Context, ins Inserter) {
 			inflight[c.seq] = true
 			c.attempts++
 			cc := c
-			if err := ins.WriteChunk(ctx, s.token(c.seq), batches, func(err error) { results <- chunkResult{cc, err} }); err != nil {
+			if err := ins.WriteChunk(ctx, s.token(c), batches, func(err error) { results <- chunkResult{cc, err} }); err != nil {
 				results <- chunkResult{cc, err}
 			}
 		}
@@ -752,7 +758,7 @@ func (s *Spool) nextChunkToSend(ctx context.Context, inflight map[uint64]bool) (
 	for _, p := range s.ready {
 		rows += p.rows
 	}
-	if len(s.ready) == 0 || (rows < s.opts.ChunkRows && now.Sub(s.readySince) < s.opts.ChunkAge && !s.closed) {
+	if s.broken != nil || len(s.ready) == 0 || (rows < s.opts.ChunkRows && now.Sub(s.readySince) < s.opts.ChunkAge && !s.closed) {
 		s.mu.Unlock()
 		return nil, nil
 	}
@@ -772,8 +778,21 @@ func (s *Spool) nextChunkToSend(ctx context.Context, inflight map[uint64]bool) (
 	s.open[c.seq] = c
 	s.mu.Unlock()
 	// The cut must be on disk before the INSERT, so that a crash between
-	// the two repeats this exact chunk and token.
+	// the two repeats this exact chunk and token. If it cannot be written,
+	// the chunk is undone: its batches wait for a cut that is durable.
 	if err := s.appendDurable(ctx, recCut, u64s(c.seq, c.first, c.last)); err != nil {
+		s.mu.Lock()
+		delete(s.open, c.seq)
+		back := make([]batchPos, 0, len(c.lsns)+len(s.ready))
+		for _, seg := range s.segs {
+			for _, p := range seg.batches {
+				if p.lsn >= c.first && p.lsn <= c.last {
+					back = append(back, p)
+				}
+			}
+		}
+		s.ready = append(back, s.ready...)
+		s.mu.Unlock()
 		return nil, err
 	}
 	return c, nil
