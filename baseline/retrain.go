@@ -25,12 +25,12 @@ type HistoryQuery struct {
 // it over ClickHouse's host-hour and destination aggregates, so raw
 // connections never leave the database.
 type History interface {
-	// HostHours calls fn once per internal host active in the window.
+	// ReadHostHours calls fn once per internal host active in the window.
 	// The argument is reused after fn returns.
-	HostHours(ctx context.Context, q HistoryQuery, fn func(*HostHours) error) error
-	// Destinations calls fn once per external destination contacted by an
+	ReadHostHours(ctx context.Context, q HistoryQuery, fn func(*HostHours) error) error
+	// ReadDestinations calls fn once per external destination contacted by an
 	// internal host in the window.
-	Destinations(ctx context.Context, q HistoryQuery, fn func(Destination) error) error
+	ReadDestinations(ctx context.Context, q HistoryQuery, fn func(Destination) error) error
 }
 
 // Sink stores snapshots; the store implements it.
@@ -120,7 +120,7 @@ func Fit(ctx context.Context, b *Builder, h History, q HistoryQuery, workers int
 	if workers <= 0 {
 		workers = runtime.GOMAXPROCS(0)
 	}
-	if err := h.Destinations(ctx, q, func(d Destination) error {
+	if err := h.ReadDestinations(ctx, q, func(d Destination) error {
 		b.AddDestination(d)
 		return nil
 	}); err != nil {
@@ -145,7 +145,7 @@ func Fit(ctx context.Context, b *Builder, h History, q HistoryQuery, workers int
 			}
 		})
 	}
-	readErr := h.HostHours(ctx, q, func(in *HostHours) error {
+	readErr := h.ReadHostHours(ctx, q, func(in *HostHours) error {
 		var hh *HostHours
 		select {
 		case hh = <-free:

@@ -81,7 +81,7 @@ type sliceHistory struct {
 	dsts  []Destination
 }
 
-func (h *sliceHistory) HostHours(_ context.Context, _ HistoryQuery, fn func(*HostHours) error) error {
+func (h *sliceHistory) ReadHostHours(_ context.Context, _ HistoryQuery, fn func(*HostHours) error) error {
 	for _, x := range h.hosts {
 		if err := fn(x); err != nil {
 			return err
@@ -90,7 +90,7 @@ func (h *sliceHistory) HostHours(_ context.Context, _ HistoryQuery, fn func(*Hos
 	return nil
 }
 
-func (h *sliceHistory) Destinations(_ context.Context, _ HistoryQuery, fn func(Destination) error) error {
+func (h *sliceHistory) ReadDestinations(_ context.Context, _ HistoryQuery, fn func(Destination) error) error {
 	for _, d := range h.dsts {
 		if err := fn(d); err != nil {
 			return err
