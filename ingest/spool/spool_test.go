@@ -73,10 +73,13 @@ func newInserter() *dedupInserter {
 }
 
 func (d *dedupInserter) WriteChunk(ctx context.Context, token string, batches []*ingest.Batch, done func(error)) error {
+	d.mu.Lock()
+	block := d.block
+	d.mu.Unlock()
 	go func() {
-		if d.block != nil {
+		if block != nil {
 			select {
-			case <-d.block:
+			case <-block:
 			case <-ctx.Done():
 				done(ctx.Err())
 				return
@@ -235,7 +238,9 @@ func TestCrashBetweenInsertAndConfirmation(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	crash(s)
 
+	ins.mu.Lock()
 	ins.block = nil
+	ins.mu.Unlock()
 	s2 := open(t, dir, opts)
 	if st := s2.Stats(); st.Recovered == 0 {
 		t.Fatal("nothing recovered")
