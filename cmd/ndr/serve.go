@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"time"
 
 	"google.golang.org/grpc"
 
 	"github.com/ndr-go/ndr/ingest/server"
+	"github.com/ndr-go/ndr/ingest/spool"
 	"github.com/ndr-go/ndr/internal/pipeline"
 	"github.com/ndr-go/ndr/scoring"
 )
@@ -36,6 +38,10 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 	tlsKey := fs.String("tls-key", "", "server key (PEM)")
 	clientCA := fs.String("tls-client-ca", "", "CA bundle for client certificates; turns on mTLS")
 	drain := fs.Duration("drain-timeout", 30*time.Second, "on shutdown, how long to wait for streams to finish")
+	spoolDir := fs.String("spool-dir", "", "directory of the durable spool (default: DATA-DIR/spool)")
+	spoolMax := fs.Int64("spool-max-bytes", spool.Defaults().MaxBytes, "disk the spool may use; when full, senders are pushed back")
+	spoolRetain := fs.Int64("spool-retain-bytes", spool.Defaults().RetainBytes, "drained data kept to rebuild analysis after a restart and recognise resent batches")
+	checkpointEvery := fs.Duration("checkpoint-every", 5*time.Second, "how often analysis outputs are stored and checkpointed in the spool")
 	pprofAddr := fs.String("pprof-addr", "", "serve Go profiling endpoints on this loopback address (e.g. 127.0.0.1:6060)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -99,17 +105,22 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 		defer f.Close()
 		outs.Detections = append(outs.Detections, scoring.NewJSONLines(f))
 	}
-	an, err := pipeline.NewAnalyzer(acfg, outs, env.log, nil)
+	mute := &pipeline.Mute{}
+	an, err := pipeline.NewAnalyzer(acfg, mute.Muted(outs), env.log, nil)
 	if err != nil {
 		return err
 	}
-	tee := pipeline.NewTee(writer, an, 256, env.log)
-	tee.Start(ctx)
-
-	srv, err := server.New(scfg, tee, env.log, time.Now)
+	sopts := spool.Defaults()
+	sopts.Dir = orDefault(*spoolDir, filepath.Join(sf.dataDir, "spool"))
+	sopts.MaxBytes, sopts.RetainBytes = *spoolMax, *spoolRetain
+	sopts.ChunkRows, sopts.ChunkAge = st.Config().Writer.FlushRows, st.Config().Writer.FlushInterval
+	dur, srv, err := openDurable(ctx, env, sopts, an, mute, aw, func(sink server.Sink) (*server.Server, error) {
+		return server.New(scfg, sink, env.log, time.Now)
+	})
 	if err != nil {
 		return err
 	}
+	dur.start(ctx, writer, *checkpointEvery)
 	g, health := server.NewGRPCServer(gcfg, srv)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- g.Serve(lis) }()
@@ -127,16 +138,13 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 	}
 	health.Shutdown()
 	gracefulStop(g, *drain)
-	// Flush what the stopped streams handed over (their acks are lost and
-	// senders resend, which deduplication absorbs), then close every window
-	// so the last detections are written, then the analysis outputs.
+	// Every acknowledged batch is in the spool. Write and analyse what the
+	// stopped streams handed over, close every window (as at the end of
+	// input), store the outputs, drain the spool into ClickHouse.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), *drain)
 	defer cancel()
-	if err := writer.Flush(sctx); err != nil {
-		runErr = errors.Join(runErr, fmt.Errorf("flush: %w", err))
-	}
-	if err := tee.Shutdown(sctx); err != nil {
-		runErr = errors.Join(runErr, fmt.Errorf("analysis: %w", err))
+	if err := dur.shutdown(sctx); err != nil {
+		runErr = errors.Join(runErr, err)
 	}
 	for _, stop := range []func(context.Context) error{aw.Shutdown, writer.Shutdown} {
 		if err := stop(sctx); err != nil {

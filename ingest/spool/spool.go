@@ -177,6 +177,8 @@ type Spool struct {
 	cacheSizes   map[uint64]int
 	cacheBytes   int64
 	analysed     uint64
+	delivered    uint64        // highest LSN handed to analysis (or written, without analysis)
+	progress     chan struct{} // closed and replaced when delivered grows
 	streams      map[[2]string][]uint64
 	replayFrom   uint64
 	flushDone    chan struct{}
@@ -204,7 +206,7 @@ func Open(opts Options, log *slog.Logger, now func() time.Time) (*Spool, error) 
 	}
 	s := &Spool{
 		opts: opts, log: log, now: now,
-		space: make(chan struct{}), work: make(chan struct{}, 1), poke: make(chan struct{}, 1),
+		space: make(chan struct{}), work: make(chan struct{}, 1), poke: make(chan struct{}, 1), progress: make(chan struct{}),
 		readers: map[uint64]*os.File{}, open: map[uint64]*chunk{},
 		cache: map[uint64]*ingest.Batch{}, cacheSizes: map[uint64]int{}, streams: map[[2]string][]uint64{},
 		nextLSN: 1, nextChunk: 1,
@@ -310,6 +312,7 @@ func (s *Spool) recover() error {
 	}
 	s.segs = segs
 	s.durable = s.nextLSN - 1
+	s.delivered = s.durable
 	// Undrained chunks go again with their own boundaries; batches past the
 	// last cut wait for a new one.
 	for seq, r := range cuts {
@@ -422,6 +425,32 @@ func (s *Spool) Replay(ctx context.Context, fn func(ctx context.Context, lsn uin
 		}
 	}
 	return nil
+}
+
+// Sync waits until every record appended before the call is on disk and
+// every batch among them has been handed to analysis, and returns the last
+// LSN. A graceful shutdown calls it after the listener stopped, then
+// flushes analysis and marks it (MarkAnalysed).
+func (s *Spool) Sync(ctx context.Context) (uint64, error) {
+	s.mu.Lock()
+	target := s.nextLSN - 1
+	s.mu.Unlock()
+	for {
+		s.mu.Lock()
+		done, ch, broken := s.delivered >= target, s.progress, s.broken
+		s.mu.Unlock()
+		if done {
+			return target, nil
+		}
+		if broken != nil {
+			return 0, broken
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
 }
 
 // MarkAnalysed records that the analysis outputs of every batch up to lsn
@@ -581,6 +610,11 @@ func (s *Spool) flusher(ctx context.Context, analyze AnalyzeFunc) {
 				}
 			}
 		}
+		s.mu.Lock()
+		s.delivered = recs[len(recs)-1].lsn
+		close(s.progress)
+		s.progress = make(chan struct{})
+		s.mu.Unlock()
 		select {
 		case s.poke <- struct{}{}:
 		default:
