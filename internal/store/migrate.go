@@ -234,6 +234,7 @@ func retained() []struct{ table, column string } {
 		{"signals", "inserted_at"},
 		{"host_features", "inserted_at"},
 		{"pair_features", "inserted_at"},
+		{"rejected", "inserted_at"},
 	}
 }
 
