@@ -16,6 +16,7 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
+	"github.com/ndr-go/ndr/baseline"
 	"github.com/ndr-go/ndr/features"
 	"github.com/ndr-go/ndr/ingest"
 	"github.com/ndr-go/ndr/scoring"
@@ -45,15 +46,24 @@ type Config struct {
 	Features features.Config
 	Rules    []scoring.Rule
 	Scoring  scoring.Options
+	// Baselines, when set, gives Layer 1's spike signals the per-host
+	// baselines of whatever snapshot the registry holds at each lookup
+	// (lock-free; `ndr serve` swaps versions in from ClickHouse).
+	Baselines *baseline.Registry
+	// Learn, when set with Baselines, fits baselines in event time from
+	// the analysed connections into Baselines (`ndr replay`). Its
+	// LocalNetworks default to Features.LocalNetworks.
+	Learn *baseline.LearnerConfig
 }
 
 // Analyzer runs Layer 1 and Layer 2 over batches of connections. Like the
 // engines inside it, it belongs to one goroutine.
 type Analyzer struct {
-	eng  *features.Engine
-	corr *scoring.Engine
-	outs Outputs
-	log  *slog.Logger
+	eng   *features.Engine
+	corr  *scoring.Engine
+	learn *baseline.Learner
+	outs  Outputs
+	log   *slog.Logger
 }
 
 // NewAnalyzer builds the engines. alloc is the Arrow allocator (nil: Go's).
@@ -73,6 +83,18 @@ func NewAnalyzer(cfg Config, outs Outputs, log *slog.Logger, alloc memory.Alloca
 		return nil, fmt.Errorf("features: %w", err)
 	}
 	a.eng = eng
+	if cfg.Baselines != nil {
+		eng.SetBaselines(baseline.NewSpikeBaselines(cfg.Baselines, baseline.SpikeWindowsOf(&cfg.Features)))
+		if cfg.Learn != nil {
+			lc := *cfg.Learn
+			if lc.LocalNetworks == nil {
+				lc.LocalNetworks = cfg.Features.LocalNetworks
+			}
+			if a.learn, err = baseline.NewLearner(lc, cfg.Baselines, log); err != nil {
+				return nil, fmt.Errorf("baseline learner: %w", err)
+			}
+		}
+	}
 	return a, nil
 }
 
@@ -105,9 +127,22 @@ func (a *Analyzer) detection(ctx context.Context, ev scoring.Event) error {
 	return errors.Join(errs...)
 }
 
-// Process analyses a batch of connections.
+// Process analyses a batch of connections. With event-time learning the
+// batch first feeds the Learner, which refits (over complete hours only)
+// when event time has advanced enough.
 func (a *Analyzer) Process(ctx context.Context, conns []ingest.Conn) error {
+	if a.learn != nil {
+		a.learn.Observe(conns)
+	}
 	return a.eng.Process(ctx, conns)
+}
+
+// LearnerStats are the event-time learner's counters (zero without one).
+func (a *Analyzer) LearnerStats() baseline.LearnerStats {
+	if a.learn == nil {
+		return baseline.LearnerStats{}
+	}
+	return a.learn.Stats()
 }
 
 // Flush closes every open window and correlation, as at the end of input.
