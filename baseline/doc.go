@@ -53,9 +53,15 @@
 // hours borrows from a prior: its peer group (the /24, or /64 for IPv6,
 // when it holds Params.MinPeers fitted hosts) or else the population. The
 // prior is the median, over hosts, of each parameter. With n active hours
-// the host keeps weight w = n/(n+Params.ShrinkHours):
+// the host keeps weight w = n/(n+k):
 //
 //	location = w·location_host + (1-w)·location_prior   (scale alike)
+//
+// with Bühlmann's credibility constant k = EPV/VHM estimated per prior:
+// the expected within-host variance (median scale²) over the variance of
+// the hosts' locations, at most Params.ShrinkHours (24). Where hosts
+// differ far more than one host's hours do, a host's own hours win after
+// a few hours; where hosts are alike, a newcomer leans on its peers.
 //
 // The activity rate is shrunk the same way with n its history hours and
 // k = Params.ActivityPriorHours (a Beta prior worth 6 hours). Priors are

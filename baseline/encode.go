@@ -29,7 +29,7 @@ import (
 //
 //	addr   = family uint8 (4 or 6) + 16 bytes (IPv4-mapped for IPv4)
 //	prior  = hosts uint32, NumMetrics × metric
-//	metric = loc, scale, act, weight float32, active uint32,
+//	metric = loc, scale, act, weight, k float32, active uint32,
 //	         hod[24], dow[7], act_hod[24], act_dow[7] float32
 //
 // A new layout is a new format number; Decode reads every format it
@@ -109,7 +109,7 @@ func appendF32(e []byte, fs ...float32) []byte {
 }
 
 func appendMetric(e []byte, m *metricModel) []byte {
-	e = appendF32(e, m.loc, m.scale, m.act, m.weight)
+	e = appendF32(e, m.loc, m.scale, m.act, m.weight, m.k)
 	e = binary.LittleEndian.AppendUint32(e, m.active)
 	e = appendF32(e, m.hod[:]...)
 	e = appendF32(e, m.dow[:]...)
@@ -209,9 +209,9 @@ func (d *decoder) addr() netip.Addr {
 }
 
 func (d *decoder) metric(m *metricModel) {
-	var head [4]float32
+	var head [5]float32
 	d.f32s(head[:])
-	m.loc, m.scale, m.act, m.weight = head[0], head[1], head[2], head[3]
+	m.loc, m.scale, m.act, m.weight, m.k = head[0], head[1], head[2], head[3], head[4]
 	m.active = d.u32()
 	d.f32s(m.hod[:])
 	d.f32s(m.dow[:])
@@ -226,7 +226,7 @@ func (d *decoder) prior(p *prior) {
 	}
 }
 
-const metricBytes = 4*5 + 4*(24+7+24+7)
+const metricBytes = 4*6 + 4*(24+7+24+7)
 
 // Decode reads a snapshot written by MarshalBinary. Errors wrap
 // ErrCorrupt.

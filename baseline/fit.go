@@ -343,7 +343,7 @@ func (b *Builder) Build(version uint64, fittedAt time.Time) (*Snapshot, error) {
 
 	// Priors from the hosts' own fits.
 	var vals []float64
-	s.pop = takePrior(s.hosts, nil, &vals)
+	s.pop = takePrior(s.hosts, nil, &vals, b.p)
 	groups := map[netip.Prefix][]int32{}
 	for i := range s.hosts {
 		a := s.hosts[i].host
@@ -354,7 +354,7 @@ func (b *Builder) Build(version uint64, fittedAt time.Time) (*Snapshot, error) {
 		if len(members) < b.p.MinPeers {
 			continue
 		}
-		s.peers = append(s.peers, peerPrior{net: net, prior: takePrior(s.hosts, members, &vals)})
+		s.peers = append(s.peers, peerPrior{net: net, prior: takePrior(s.hosts, members, &vals, b.p)})
 	}
 	slices.SortFunc(s.peers, func(x, y peerPrior) int {
 		return cmp.Or(x.net.Addr().Compare(y.net.Addr()), cmp.Compare(x.net.Bits(), y.net.Bits()))
@@ -407,9 +407,9 @@ func (b *Builder) Build(version uint64, fittedAt time.Time) (*Snapshot, error) {
 }
 
 // shrink moves a host's metric model towards the prior's: location and
-// scale with weight n_active/(n_active+ShrinkHours), activity with
-// hours/(hours+ActivityPriorHours) (empirical Bayes; the credibility
-// weight of Bühlmann's model).
+// scale with weight n/(n+k), n the host's active hours and k the prior's
+// credibility constant (see takePrior), activity with
+// hours/(hours+ActivityPriorHours).
 func shrink(mm, pr *metricModel, hours float64, p Params) {
 	wa := hours / (hours + p.ActivityPriorHours)
 	mm.act = float32(wa*float64(mm.act) + (1-wa)*float64(pr.act))
@@ -419,7 +419,7 @@ func shrink(mm, pr *metricModel, hours float64, p Params) {
 		return
 	}
 	n := float64(mm.active)
-	w := n / (n + p.ShrinkHours)
+	w := n / (n + float64(pr.k))
 	mm.weight = float32(w)
 	if pr.active == 0 {
 		return // no host of the prior was ever active: keep the host's own
@@ -432,8 +432,18 @@ func shrink(mm, pr *metricModel, hours float64, p Params) {
 // members is nil) of location and scale, weighted by active hours (hosts
 // never active do not count), and of activity, weighted by history hours:
 // a host seen for one hour sways the prior as little as it should.
-// prior.m[k].active counts the hosts the location came from.
-func takePrior(hosts []hostModel, members []int32, vals *[]float64) prior {
+//
+// Its credibility constant is Bühlmann's k = EPV/VHM: the expected
+// process variance (the median host's scale², the spread of one host's
+// hours) over the variance of hypothetical means (the variance of the
+// hosts' locations, weighted by active hours so that a newcomer's own
+// location barely widens it). A host with n active hours keeps n/(n+k) of its own
+// location: where hosts differ much more than hours do, a few hours
+// suffice; where hosts are alike, a newcomer leans on its peers. k is at
+// most Params.ShrinkHours, which also stands in when the hosts' locations
+// do not vary (one host, or identical ones). prior.m[k].active counts the
+// hosts the location came from.
+func takePrior(hosts []hostModel, members []int32, vals *[]float64, p Params) prior {
 	n := len(hosts)
 	if members != nil {
 		n = len(members)
@@ -446,9 +456,11 @@ func takePrior(hosts []hostModel, members []int32, vals *[]float64) prior {
 	}
 	pr := prior{hosts: n}
 	buf := (*vals)[:0]
+	var locs, ws []float64
 	for k := range Metric(NumMetrics) {
 		mm := &pr.m[k]
 		var act, loc, scale []wv
+		locs, ws = locs[:0], ws[:0]
 		for i := range n {
 			h := at(i)
 			hm := &h.m[k]
@@ -456,12 +468,21 @@ func takePrior(hosts []hostModel, members []int32, vals *[]float64) prior {
 			if hm.active > 0 {
 				loc = append(loc, wv{float64(hm.loc), float64(hm.active)})
 				scale = append(scale, wv{float64(hm.scale), float64(hm.active)})
+				locs = append(locs, float64(hm.loc))
+				ws = append(ws, float64(hm.active))
 			}
 		}
 		mm.act = float32(weightedMedian(act, &buf))
 		mm.loc = float32(weightedMedian(loc, &buf))
 		mm.scale = float32(weightedMedian(scale, &buf))
 		mm.active = uint32(len(loc))
+		mm.k = float32(p.ShrinkHours)
+		if len(locs) > 1 {
+			if vhm := stat.Variance(locs, ws); vhm > 0 {
+				epv := float64(mm.scale) * float64(mm.scale)
+				mm.k = float32(min(epv/vhm, p.ShrinkHours))
+			}
+		}
 	}
 	*vals = buf
 	return pr

@@ -118,50 +118,77 @@ func TestSeasonality(t *testing.T) {
 }
 
 // A new host borrows from its peers or the population: with n active
-// hours it keeps n/(n+ShrinkHours) of its own location; a host without a
-// model gets the prior.
+// hours it keeps w = n/(n+k) of its own location, k = EPV/VHM of its
+// prior (Bühlmann): large where hosts are alike, small where they differ.
+// A host without a model gets the prior itself.
 func TestShrinkage(t *testing.T) {
 	t.Parallel()
 	p := DefaultParams()
 	const days = 14
-	var hosts []*HostHours
-	// Population: 20 hosts at 100 MB/h in 10.0.1.0/24 .. spread over /24s.
-	for i := range 20 {
-		hosts = append(hosts, synth{median: 100e6, sigma: 0.2, act: 1}.hostHours(hostAddr(1000+i*256), t0, days, uint64(i)))
+	newHost := func(a netip.Addr, median float64) *HostHours {
+		h := synth{median: median, sigma: 0.01, act: 1}.hostHours(a, t0.Add((days*24-8)*time.Hour), 1, 9)
+		h.Hours, h.AdminMask = h.Hours[:8], h.AdminMask[:8]
+		for m := range h.Values {
+			h.Values[m] = h.Values[m][:8]
+		}
+		return h
 	}
-	// A peer group of 6 hosts at 1 GB/h in 10.0.9.0/24.
-	for i := range 6 {
-		hosts = append(hosts, synth{median: 1e9, sigma: 0.2, act: 1}.hostHours(netip.AddrFrom4([4]byte{10, 0, 9, byte(10 + i)}), t0, days, uint64(100+i)))
-	}
-	// A new host (the last 8 hours only) at 10 GB/h in a /24 of its own.
-	newcomer := netip.MustParseAddr("10.7.7.7")
-	nh := synth{median: 10e9, sigma: 0.01, act: 1}.hostHours(newcomer, t0.Add((days*24-8)*time.Hour), 1, 9)
-	nh.Hours, nh.AdminMask = nh.Hours[:8], nh.AdminMask[:8]
-	for m := range nh.Values {
-		nh.Values[m] = nh.Values[m][:8]
-	}
-	s := build(t, p, days, append(hosts, nh)...)
-
-	m, ok := s.HostModel(newcomer)
-	if !ok {
-		t.Fatal("newcomer: no model")
-	}
-	w := m.Weight(BytesOutExternal)
-	if want := 8 / (8 + p.ShrinkHours); !near(w, want, 1e-6) {
-		t.Errorf("newcomer weight %.4f, want 8/(8+%v) = %.4f", w, p.ShrinkHours, want)
-	}
-	loc, _ := m.Expected(BytesOutExternal, 0)
-	popLoc, _ := Model{s: s, pr: &s.pop}.Expected(BytesOutExternal, 0)
-	want := w*math.Log1p(10e9) + (1-w)*popLoc
-	if !near(loc, want, 0.02) {
-		t.Errorf("newcomer location %.3f, want w·own + (1-w)·population = %.3f", loc, want)
-	}
-	if !(loc < math.Log1p(10e9)-0.5) {
-		t.Errorf("newcomer location %.3f not shrunk from its own %.3f", loc, math.Log1p(10e9))
+	for _, tc := range []struct {
+		name     string
+		spread   float64 // hosts' medians are 100 MB x (1 + spread·i/20)
+		sigma    float64 // noise of each host's hours
+		minK     float64
+		maxK     float64
+		maxOwnLn float64 // the newcomer's location stays this far below its own at most
+	}{
+		// Alike hosts with noisy hours: a newcomer's 8 hours count little.
+		{name: "alike", spread: 0.2, sigma: 1, minK: 20, maxK: p.ShrinkHours, maxOwnLn: -2},
+		// Hosts 1 to 1000x apart, steady hours: 8 hours are plenty.
+		{name: "diverse", spread: 999, sigma: 0.2, minK: 0, maxK: 0.1, maxOwnLn: 0.1},
+	} {
+		var hosts []*HostHours
+		for i := range 20 {
+			med := 100e6 * (1 + tc.spread*float64(i)/20)
+			hosts = append(hosts, synth{median: med, sigma: tc.sigma, act: 1}.hostHours(hostAddr(1000+i*256), t0, days, uint64(i)))
+		}
+		newcomer := netip.MustParseAddr("10.7.7.7")
+		s := build(t, p, days, append(hosts, newHost(newcomer, 10e9))...)
+		k := float64(s.pop.m[BytesOutExternal].k)
+		if k < tc.minK || k > tc.maxK {
+			t.Errorf("%s: k = %.3g, want [%v, %v]", tc.name, k, tc.minK, tc.maxK)
+		}
+		m, ok := s.HostModel(newcomer)
+		if !ok {
+			t.Fatalf("%s: newcomer: no model", tc.name)
+		}
+		w := m.Weight(BytesOutExternal)
+		if want := 8 / (8 + k); !near(w, want, 1e-4) {
+			t.Errorf("%s: newcomer weight %.4f, want 8/(8+k) = %.4f", tc.name, w, want)
+		}
+		loc, _ := m.Expected(BytesOutExternal, 0)
+		popLoc, _ := Model{s: s, pr: &s.pop}.Expected(BytesOutExternal, 0)
+		own := math.Log1p(10e9)
+		if want := w*own + (1-w)*popLoc; !near(loc, want, 0.02) {
+			t.Errorf("%s: newcomer location %.3f, want w·own + (1-w)·population = %.3f", tc.name, loc, want)
+		}
+		if tc.maxOwnLn < 0 && loc-own > tc.maxOwnLn {
+			t.Errorf("%s: newcomer location %.3f not shrunk from its own %.3f", tc.name, loc, own)
+		}
+		if tc.maxOwnLn > 0 && own-loc > tc.maxOwnLn {
+			t.Errorf("%s: newcomer location %.3f shrunk from its own %.3f", tc.name, loc, own)
+		}
 	}
 
 	// Hosts without a model get their prior: the peer group's when it is
 	// big enough, else the population's.
+	var hosts []*HostHours
+	for i := range 20 {
+		hosts = append(hosts, synth{median: 100e6, sigma: 0.2, act: 1}.hostHours(hostAddr(1000+i*256), t0, days, uint64(i)))
+	}
+	for i := range 6 {
+		hosts = append(hosts, synth{median: 1e9, sigma: 0.2, act: 1}.hostHours(netip.AddrFrom4([4]byte{10, 0, 9, byte(10 + i)}), t0, days, uint64(100+i)))
+	}
+	s := build(t, p, days, hosts...)
 	for _, tc := range []struct {
 		host string
 		want float64 // typical active hour

@@ -24,9 +24,10 @@ type Params struct {
 	// towards 0 (and each seasonal activity rate towards the host's
 	// rate): an offset from c observations keeps c/(c+CellPrior).
 	CellPrior float64 `json:"cell_prior"`
-	// ShrinkHours is k in the shrinkage weight n/(n+k) towards the peer
-	// or population prior (n: active hours, or history hours for the
-	// activity rate).
+	// ShrinkHours caps k in the shrinkage weight n/(n+k) towards the peer
+	// or population prior (n: active hours); k itself is estimated from
+	// the hosts (Bühlmann's EPV/VHM, see takePrior) and is ShrinkHours
+	// when the hosts' locations do not vary.
 	ShrinkHours float64 `json:"shrink_hours"`
 	// ActivityPriorHours is k for the activity rate: a Beta prior worth
 	// that many hours. Smaller than ShrinkHours because a rate is known

@@ -33,6 +33,7 @@ type Snapshot struct {
 type metricModel struct {
 	loc, scale, act float32 // log1p location and scale of active hours; activity rate
 	weight          float32 // the host's own share in loc and scale after shrinkage
+	k               float32 // priors: the credibility constant hosts shrink with
 	active          uint32  // active hours in the window
 	hod             [24]float32
 	dow             [7]float32
