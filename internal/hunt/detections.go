@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"regexp"
 	"strconv"
@@ -173,7 +174,7 @@ func ListDetections(ctx context.Context, db Querier, f DetectionFilter) ([]Store
 		var (
 			r                        detectionRow
 			src                      netip.Addr
-			dsts                     []netip.Addr
+			dsts                     []net.IP
 			first, last, detectedAt  time.Time
 			score                    uint8
 			count                    uint32
@@ -185,7 +186,11 @@ func ListDetections(ctx context.Context, db Querier, f DetectionFilter) ([]Store
 		}
 		r.Src, r.First, r.Last = src.Unmap(), first.UTC().Format(time.RFC3339Nano), last.UTC().Format(time.RFC3339Nano)
 		r.Dsts = make([]netip.Addr, len(dsts))
-		for i, a := range dsts {
+		for i, ip := range dsts {
+			a, ok := netip.AddrFromSlice(ip)
+			if !ok {
+				return nil, "", fmt.Errorf("read detection %s: bad address in dst_ips", r.ID)
+			}
 			r.Dsts[i] = a.Unmap()
 		}
 		r.Score, r.Count = int(score), int(count)

@@ -30,7 +30,7 @@ type seeded struct {
 var secondBeaconSrc = netip.MustParseAddr("10.10.9.9")
 
 // hunterDay is the "mixed" preset (every attack and look-alike over
-// 24 h) with 20 workstations, plus a second, short beacon to the C2
+// 24 h) with 8 workstations, plus a second, short beacon to the C2
 // server.
 func hunterDay(t testing.TB) scenario.Spec {
 	t.Helper()
@@ -38,7 +38,7 @@ func hunterDay(t testing.TB) scenario.Spec {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec.Background.Hosts = 20
+	spec.Background.Hosts = 8
 	b := scenario.DefaultBeacon()
 	b.Src, b.Dst = secondBeaconSrc, spec.C2[0].Dst
 	b.Offset, b.Length = 20*time.Hour, 30*time.Minute
