@@ -241,12 +241,13 @@ func TestRetrainAndPoll(t *testing.T) {
 	if !reg.Current().Equal(snap) {
 		t.Error("loaded snapshot differs from the saved one")
 	}
-	// 72 active hours of 60 MB, shrunk towards the population prior: the
-	// (weighted) median host, 10.0.0.6 with 6 kB an hour.
+	// 72 active hours of 60 MB, shrunk towards the population prior (the
+	// weighted median host, 10.0.0.6 with 6 kB an hour) by a weight near 1:
+	// the hosts differ far more than this host's hours do.
 	m, ok := reg.Current().HostModel(addr("10.0.0.5"))
 	w := m.Weight(baseline.BytesOutExternal)
 	want := w*math.Log1p(60e6) + (1-w)*math.Log1p(6e3)
-	if loc, _ := m.Expected(baseline.BytesOutExternal, 10); !ok || w != 72.0/(72+24) || math.Abs(loc-want) > 0.01 {
+	if loc, _ := m.Expected(baseline.BytesOutExternal, 10); !ok || w < 0.99 || math.Abs(loc-want) > 0.01 {
 		t.Errorf("10.0.0.5 bytes location %.3f weight %.3f (ok %v), want %.3f", loc, w, ok, want)
 	}
 	if a, _ := reg.Current().AdminPorts(addr("10.0.0.5")); !a.Uses(445) || !a.Uses(3389) || a.Uses(22) {
