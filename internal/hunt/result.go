@@ -145,8 +145,9 @@ func normalize(v any) any {
 	return fmt.Sprint(v)
 }
 
-// Text formats a value for a table or CSV: times as RFC 3339 in UTC,
-// lists comma-separated, NULL as empty.
+// Text formats a value for a table or CSV: times as RFC 3339 in UTC with
+// microseconds (fixed width, so columns line up), lists comma-separated,
+// NULL as empty.
 func Text(v any) string {
 	switch x := v.(type) {
 	case nil:
@@ -154,7 +155,7 @@ func Text(v any) string {
 	case string:
 		return x
 	case time.Time:
-		return x.Format(time.RFC3339Nano)
+		return x.Format("2006-01-02T15:04:05.000000Z07:00")
 	case float64:
 		return strconv.FormatFloat(x, 'f', -1, 64)
 	case []any:
