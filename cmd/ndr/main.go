@@ -42,7 +42,10 @@ func commands() []command {
 		{"serve", "receive events over gRPC, store and score them", runServe},
 		{"send", "stream Zeek logs or event files to an ndr server", runSend},
 		{"replay", "run files through the pipeline in one process (no gRPC)", runReplay},
+		{"retrain", "fit per-host baselines from ClickHouse's aggregates and store a new version", runRetrain},
 		{"gen", "generate labelled Zeek conn logs of attacks and benign look-alikes", runGen},
+		{"hunt", "run a query of the hunting library (notebooks/queries) against ClickHouse", runHunt},
+		{"detections", "list stored detections, filtered by time, type, severity and host", runDetections},
 		{"clickhouse", "serve an embedded ClickHouse on loopback", runClickHouse},
 		{"version", "print the version", runVersion},
 	}
