@@ -20,6 +20,8 @@ func runReplay(ctx context.Context, args []string, env *environment) error {
 	sf.register(fs)
 	var af analysisFlags
 	af.register(fs)
+	var lf learnFlags
+	lf.register(fs)
 	noStore := fs.Bool("no-store", false, "run without ClickHouse")
 	sensor := fs.String("sensor", "replay", "sensor id recorded on every event")
 	batchSize := fs.Int("batch-size", 8192, "events per batch")
@@ -35,6 +37,9 @@ func runReplay(ctx context.Context, args []string, env *environment) error {
 	}
 	acfg, err := af.config()
 	if err != nil {
+		return err
+	}
+	if err := lf.apply(&acfg); err != nil {
 		return err
 	}
 	report := env.stdout
@@ -149,6 +154,7 @@ func runReplay(ctx context.Context, args []string, env *environment) error {
 		events, len(src.Files()), elapsed.Round(time.Millisecond), float64(events)/elapsed.Seconds(), rs.Rejected)
 	fmt.Fprintf(report, "  %d host feature rows, %d pair feature rows, %d signals, %d detections; %d late events\n",
 		fstats.HostRows, fstats.PairRows, fstats.Signals, len(dets), fstats.LateHost)
+	lf.report(report, an)
 	for _, d := range dets {
 		fmt.Fprintf(report, "  %-18s %-16s %-8s %s (%s)\n", d.Type, d.Src, d.Severity, d.ID, time.UnixMicro(d.FirstSeen).UTC().Format(time.RFC3339))
 	}

@@ -25,6 +25,8 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 	sf.register(fs)
 	var af analysisFlags
 	af.register(fs)
+	var bf serveBaselineFlags
+	bf.register(fs)
 	out := fs.String("out", "", "also append every detection event (created and updated) as a JSON line to this file")
 	scfg := server.DefaultConfig()
 	grpcAddr := fs.String("grpc-addr", "127.0.0.1:50051", "gRPC listen address")
@@ -86,6 +88,11 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 		return err
 	}
 	defer st.close(ctx, env)
+	baselines, err := bf.start(ctx, env, st.Store, &acfg)
+	if err != nil {
+		return err
+	}
+	defer baselines.shutdown(ctx, env)
 	writer, err := st.NewConnWriter(st.Config().Writer)
 	if err != nil {
 		return err
