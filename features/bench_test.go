@@ -2,6 +2,7 @@ package features
 
 import (
 	"context"
+	"flag"
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
@@ -187,4 +188,69 @@ func BenchmarkPairState(b *testing.B) {
 	b.ReportMetric(perPair, "bytes/pair")
 	b.ReportMetric(estimate, "est-bytes/pair")
 	b.ReportMetric(perHost, "est-bytes/host")
+}
+
+var benchFile = flag.String("bench-file", "", "conn log for BenchmarkProcessFile (e.g. ndr gen --preset mixed --hosts 2000 --duration 24h, first 1,000,000 lines)")
+
+// BenchmarkProcessFile runs the engine over a conn log read into memory
+// beforehand (reading is not timed), in batches of 8192 as ndr replay
+// sends them, Flush included: the sparse, realistic regime the synthetic
+// stream does not cover. Skipped without -bench-file.
+func BenchmarkProcessFile(b *testing.B) {
+	if *benchFile == "" {
+		b.Skip("no -bench-file")
+	}
+	// Held without pointers (a million ingest.Conns would make every
+	// garbage collection scan them), rebuilt batch by batch as a reader
+	// would.
+	type compact struct {
+		c          ingest.Conn
+		orig, resp [16]byte
+	}
+	read := readFile(b, *benchFile)
+	conns := make([]compact, len(read))
+	for i := range read {
+		c := read[i]
+		conns[i].orig, conns[i].resp = c.OrigH.As16(), c.RespH.As16()
+		c.OrigH, c.RespH, c.UID, c.Service, c.History, c.Sensor = netip.Addr{}, netip.Addr{}, "", "", "", ""
+		conns[i].c = c
+	}
+	read = nil
+	buf := make([]ingest.Conn, 8192)
+	batch := func(from int) []ingest.Conn {
+		n := min(len(buf), len(conns)-from)
+		for i := range n {
+			x := &conns[from+i]
+			buf[i] = x.c
+			buf[i].OrigH = netip.AddrFrom16(x.orig).Unmap()
+			buf[i].RespH = netip.AddrFrom16(x.resp).Unmap()
+		}
+		return buf[:n]
+	}
+	runtime.GC()
+	b.ReportAllocs()
+	b.ResetTimer()
+	start := time.Now()
+	rows, signals := 0, 0
+	for range b.N {
+		d := &discard{}
+		e, err := NewEngine(DefaultConfig(), d, nil, memory.DefaultAllocator)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := 0; i < len(conns); i += len(buf) {
+			if err := e.Process(context.Background(), batch(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := e.Flush(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		rows += d.rows
+		signals += d.signals
+	}
+	sec := time.Since(start).Seconds()
+	b.ReportMetric(float64(len(conns)*b.N)/sec, "events/s")
+	b.ReportMetric(float64(rows)/float64(b.N), "rows/op")
+	b.ReportMetric(float64(signals)/float64(b.N), "signals/op")
 }
