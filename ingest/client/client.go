@@ -98,6 +98,9 @@ type Stats struct {
 	Duplicates uint64 // batches the server had already stored
 	Resent     uint64 // batches sent again after a reconnect
 	Reconnects uint64
+	// Unsendable counts records dropped before sending because protobuf
+	// cannot encode them (invalid UTF-8); they are not in Events.
+	Unsendable uint64
 }
 
 // Sender streams batches to one server. It is used once.
@@ -114,7 +117,7 @@ type Sender struct {
 	window   chan struct{}
 	sessions int
 
-	batches, events, acked, accepted, rejected, duplicates, resent, reconnects atomic.Uint64
+	batches, events, acked, accepted, rejected, duplicates, resent, reconnects, unsendable atomic.Uint64
 }
 
 type outBatch struct {
@@ -146,6 +149,7 @@ func (s *Sender) Stats() Stats {
 	return Stats{
 		Batches: s.batches.Load(), Events: s.events.Load(), Acked: s.acked.Load(), Accepted: s.accepted.Load(),
 		Rejected: s.rejected.Load(), Duplicates: s.duplicates.Load(), Resent: s.resent.Load(), Reconnects: s.reconnects.Load(),
+		Unsendable: s.unsendable.Load(),
 	}
 }
 
@@ -224,6 +228,9 @@ func (s *Sender) produce(ctx context.Context, src Source, queue chan<- *outBatch
 			err = fmt.Errorf("read %s: %w", label, err)
 			s.finishSource()
 			return err
+		}
+		if n := dropUnencodable(&b, seq+1, label, s.cfg.OnReject); n > 0 {
+			s.unsendable.Add(uint64(n))
 		}
 		if len(b.Conns) > 0 {
 			seq++

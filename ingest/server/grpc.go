@@ -20,7 +20,9 @@ type GRPCConfig struct {
 	MaxRecvMsgBytes int
 	// TLS, when set, is required of every client (set ClientAuth for mTLS).
 	TLS *tls.Config
-	// Options are appended last (interceptors for auth, for instance).
+	// Options are appended last. When the Server has an Authenticator,
+	// NewGRPCServer installs its tap handle (gRPC allows one) and its
+	// interceptors first in the chains.
 	Options []grpc.ServerOption
 }
 
@@ -29,7 +31,8 @@ func DefaultGRPCConfig() GRPCConfig { return GRPCConfig{MaxRecvMsgBytes: 64 << 2
 
 // NewGRPCServer returns a grpc.Server with the ingest service, the standard
 // health service (reporting SERVING for ndr.v1.IngestService and overall)
-// and server reflection, so grpcurl can list and call it.
+// and server reflection, so grpcurl can list and call it. Health and
+// reflection need no token even when the ingest service does.
 func NewGRPCServer(cfg GRPCConfig, ing *Server) (*grpc.Server, *health.Server) {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
@@ -38,6 +41,10 @@ func NewGRPCServer(cfg GRPCConfig, ing *Server) (*grpc.Server, *health.Server) {
 	}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	if a := ing.auth; a != nil {
+		opts = append(opts, grpc.InTapHandle(a.TapHandle()),
+			grpc.ChainUnaryInterceptor(a.UnaryInterceptor()), grpc.ChainStreamInterceptor(a.StreamInterceptor()))
 	}
 	opts = append(opts, cfg.Options...)
 	g := grpc.NewServer(opts...)

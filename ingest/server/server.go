@@ -16,12 +16,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/ndr-go/ndr/ingest"
@@ -47,6 +51,39 @@ func (f SinkFunc) Write(ctx context.Context, b *ingest.Batch, done func(error)) 
 	return f(ctx, b, done)
 }
 
+// Rejected is an event the server refused, kept whole so that nothing a
+// sensor sent is lost: Event is the event's wire encoding
+// (ndr.v1.ConnEvent), unknown fields included.
+type Rejected struct {
+	ReceivedAt time.Time
+	Sensor     string // the token's sensor, else the batch's (DefaultSensor if none)
+	Stream     string
+	Seq        uint64
+	Index      int    // position of the event in its batch
+	Field      string // the field at fault, "" if none is to blame
+	Reason     string
+	Event      []byte // at most Config.MaxRejectedBytes of the encoding
+	Size       int    // length of the whole encoding; > len(Event) when cut
+	Peer       string // the sender's address
+}
+
+// RejectSink keeps refused events. Its contract is Sink's: WriteRejected may
+// block while the sink is full; it returns an error only if it did not take
+// rs, and otherwise calls done exactly once, with nil when rs is durably
+// stored. A batch is acknowledged only after its accepted events and its
+// rejected ones are both stored. The sink owns rs until done runs.
+type RejectSink interface {
+	WriteRejected(ctx context.Context, rs []Rejected, done func(error)) error
+}
+
+// RejectSinkFunc adapts a function to RejectSink.
+type RejectSinkFunc func(ctx context.Context, rs []Rejected, done func(error)) error
+
+// WriteRejected calls f.
+func (f RejectSinkFunc) WriteRejected(ctx context.Context, rs []Rejected, done func(error)) error {
+	return f(ctx, rs, done)
+}
+
 // Config bounds what one server accepts.
 type Config struct {
 	// MaxEventsPerBatch: a larger batch ends the stream with InvalidArgument.
@@ -68,6 +105,12 @@ type Config struct {
 	DefaultSensor string
 	// Limits bound every event.
 	Limits ingest.Limits
+	// RateLimit bounds each sensor's events per second (off by default).
+	RateLimit RateLimit
+	// MaxRejectedBytes bounds how much of each refused event's encoding
+	// goes to the RejectSink: an event is rejected for being oversized, and
+	// must not become an oversized row instead.
+	MaxRejectedBytes int
 }
 
 // DefaultConfig returns production defaults.
@@ -81,6 +124,8 @@ func DefaultConfig() Config {
 		TrackedStreams:      10_000,
 		DefaultSensor:       "default",
 		Limits:              ingest.DefaultLimits(),
+		RateLimit:           DefaultRateLimit(),
+		MaxRejectedBytes:    16 << 10,
 	}
 }
 
@@ -105,6 +150,10 @@ func (c Config) Validate() error {
 	if c.DefaultSensor == "" {
 		errs = append(errs, errors.New("server: default sensor must not be empty"))
 	}
+	if c.MaxRejectedBytes <= 0 {
+		errs = append(errs, errors.New("server: max rejected bytes must be positive"))
+	}
+	errs = append(errs, c.RateLimit.validate(c.MaxEventsPerBatch)...)
 	errs = append(errs, c.Limits.Validate())
 	return errors.Join(errs...)
 }
@@ -115,7 +164,16 @@ type Stats struct {
 	Accepted   uint64 // events stored
 	Rejected   uint64 // events refused
 	Duplicates uint64 // resent batches acknowledged without storing again
-	Refused    uint64 // calls ended for overload
+	Refused    uint64 // calls ended for overload (rate limit included)
+	// Unauthenticated counts calls refused for a missing, invalid or
+	// revoked token; Denied, calls whose batch named another sensor than
+	// its token's.
+	Unauthenticated uint64
+	Denied          uint64
+	// RateDelayed counts batches held back by their sensor's rate limit;
+	// RateLimited, calls refused by it.
+	RateDelayed uint64
+	RateLimited uint64
 }
 
 // Server implements ndrv1.IngestServiceServer.
@@ -128,15 +186,48 @@ type Server struct {
 	validate *ingest.Validator
 	reg      *registry
 	slots    chan struct{}
+	now      func() time.Time
+	auth     *Authenticator // nil: no tokens required
+	rejects  RejectSink     // nil: refused events are only reported to the sender
+	limit    *limiter       // nil: no rate limit
 
 	batches, accepted, rejected, duplicates, refused atomic.Uint64
+	revoked, denied, rateDelayed, rateLimited        atomic.Uint64
 }
 
+// Option configures a Server beyond its Config.
+type Option func(*options)
+
+type options struct {
+	auth    *Authenticator
+	rejects RejectSink
+	clock   Clock
+}
+
+// WithAuthenticator requires a bearer token of every call (health and
+// reflection aside) and binds each call to its token's sensor: batches and
+// events naming another sensor are refused. NewGRPCServer installs the
+// Authenticator's tap handle and interceptors.
+func WithAuthenticator(a *Authenticator) Option { return func(o *options) { o.auth = a } }
+
+// WithRejectSink sends every refused event to rs (see Rejected).
+func WithRejectSink(rs RejectSink) Option { return func(o *options) { o.rejects = rs } }
+
+// WithClock sets the clock of the rate limiter (default: the wall clock).
+func WithClock(c Clock) Option { return func(o *options) { o.clock = c } }
+
 // New returns a Server writing to sink. now is the clock used to judge
-// event timestamps (nil: time.Now).
-func New(cfg Config, sink Sink, log *slog.Logger, now func() time.Time) (*Server, error) {
+// event timestamps and to stamp rejections (nil: time.Now).
+func New(cfg Config, sink Sink, log *slog.Logger, now func() time.Time, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if now == nil {
+		now = time.Now
+	}
+	o := options{clock: wallClock{}}
+	for _, opt := range opts {
+		opt(&o)
 	}
 	return &Server{
 		cfg:      cfg,
@@ -145,15 +236,25 @@ func New(cfg Config, sink Sink, log *slog.Logger, now func() time.Time) (*Server
 		validate: ingest.NewValidator(cfg.Limits, now),
 		reg:      newRegistry(cfg.TrackedStreams),
 		slots:    make(chan struct{}, cfg.MaxStreams),
+		now:      now,
+		auth:     o.auth,
+		rejects:  o.rejects,
+		limit:    newLimiter(cfg.RateLimit, cfg.MaxEventsPerBatch, o.clock),
 	}, nil
 }
 
 // Stats returns the counters so far.
 func (s *Server) Stats() Stats {
-	return Stats{
+	st := Stats{
 		Batches: s.batches.Load(), Accepted: s.accepted.Load(), Rejected: s.rejected.Load(),
 		Duplicates: s.duplicates.Load(), Refused: s.refused.Load(),
+		Unauthenticated: s.revoked.Load(), Denied: s.denied.Load(),
+		RateDelayed: s.rateDelayed.Load(), RateLimited: s.rateLimited.Load(),
 	}
+	if s.auth != nil {
+		st.Unauthenticated += s.auth.Refused()
+	}
+	return st
 }
 
 func (s *Server) acquire() error {
@@ -264,9 +365,10 @@ func (s *Server) Push(ctx context.Context, msg *ndrv1.EventBatch) (*ndrv1.BatchA
 	return r.ack, nil
 }
 
-// handle validates msg and hands its events to the sink. It returns a gRPC
-// status error when the batch as a whole is unacceptable or the sink is
-// overloaded; otherwise ack is called exactly once, possibly later.
+// handle validates msg and hands its events to the sink, and its refused
+// events to the reject sink. It returns a gRPC status error when the batch
+// as a whole is unacceptable or the server is overloaded; otherwise ack is
+// called exactly once, possibly later.
 func (s *Server) handle(ctx context.Context, msg *ndrv1.EventBatch, anon string, ack func(*ndrv1.BatchAck, error)) error {
 	if n := len(msg.GetEvents()); n > s.cfg.MaxEventsPerBatch {
 		return status.Errorf(codes.InvalidArgument, "batch %d has %d events, more than the limit of %d", msg.GetSeq(), n, s.cfg.MaxEventsPerBatch)
@@ -280,10 +382,36 @@ func (s *Server) handle(ctx context.Context, msg *ndrv1.EventBatch, anon string,
 	if n := len(msg.GetSensorId()); n > s.cfg.Limits.MaxStringLen {
 		return status.Errorf(codes.InvalidArgument, "sensor_id of %d bytes exceeds the limit of %d", n, s.cfg.Limits.MaxStringLen)
 	}
+	sensor, authed, err := s.sensorOf(ctx, msg)
+	if err != nil {
+		return statusOf(err)
+	}
+	if delayed, err := s.limit.wait(ctx, sensor, len(msg.GetEvents())); err != nil {
+		if ctx.Err() == nil {
+			s.refused.Add(1)
+			s.rateLimited.Add(1)
+		}
+		return statusOf(err)
+	} else if delayed {
+		s.rateDelayed.Add(1)
+	}
+
+	events := msg.GetEvents()
+	dec, index, foreign := msg, []int(nil), []wire.Rejection(nil)
+	if authed {
+		dec, index, foreign = foreignEvents(msg, sensor)
+	}
 	b := &ingest.Batch{}
-	rej := wire.DecodeBatch(msg, s.validate, b, nil)
+	rej := wire.DecodeBatch(dec, s.validate, b, nil)
+	if index != nil { // map positions in dec back to msg, and merge
+		for i := range rej {
+			rej[i].Index = index[rej[i].Index]
+		}
+		rej = append(rej, foreign...)
+		slices.SortFunc(rej, func(x, y wire.Rejection) int { return x.Index - y.Index })
+	}
 	if b.Sensor == "" {
-		b.Sensor = s.cfg.DefaultSensor
+		b.Sensor = sensor
 		for i := range b.Conns {
 			if b.Conns[i].Sensor == "" {
 				b.Conns[i].Sensor = b.Sensor
@@ -331,28 +459,198 @@ func (s *Server) handle(ctx context.Context, msg *ndrv1.EventBatch, anon string,
 		s.reg.complete(key, b.Seq, result, err)
 		ack(result, err)
 	}
+	var recs []Rejected
 	if len(rej) > 0 {
 		s.log.Debug("events rejected", "sensor", b.Sensor, "stream", b.Stream, "seq", b.Seq,
 			"rejected", len(rej), "first", rej[0].Err, "index", rej[0].Index)
+		if s.rejects != nil {
+			recs = s.rejectedRecords(ctx, b, events, rej)
+		}
 	}
-	if len(b.Conns) == 0 {
+	if len(b.Conns) == 0 && len(recs) == 0 {
 		finish(nil)
 		return nil
 	}
+	// The batch is done when both its parts are: accepted events in the
+	// sink, refused ones in the reject sink.
+	j := &join{left: 1, finish: finish} // 1: held until both writes are issued
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.BackpressureTimeout)
 	defer cancel()
-	if err := s.sink.Write(wctx, b, finish); err != nil {
-		s.reg.complete(key, b.Seq, &ndrv1.BatchAck{Seq: b.Seq}, err)
-		if ctx.Err() != nil {
-			return status.FromContextError(ctx.Err()).Err()
+	if len(recs) > 0 {
+		j.add()
+		if err := s.rejects.WriteRejected(wctx, recs, j.done); err != nil {
+			j.abandon()
+			return s.notTaken(ctx, key, b.Seq, err)
 		}
-		if errors.Is(err, context.DeadlineExceeded) {
-			s.refused.Add(1)
-			return overloaded(s.cfg.RetryDelay, "storage is behind: batch %d waited %s for room", b.Seq, s.cfg.BackpressureTimeout)
-		}
-		return status.Errorf(codes.Unavailable, "batch %d not accepted: %v", b.Seq, err)
 	}
+	if len(b.Conns) > 0 {
+		j.add()
+		if err := s.sink.Write(wctx, b, j.done); err != nil {
+			j.abandon()
+			return s.notTaken(ctx, key, b.Seq, err)
+		}
+	}
+	j.done(nil)
 	return nil
+}
+
+// notTaken answers a batch that a sink refused to take.
+func (s *Server) notTaken(ctx context.Context, key streamKey, seq uint64, err error) error {
+	s.reg.complete(key, seq, &ndrv1.BatchAck{Seq: seq}, err)
+	if ctx.Err() != nil {
+		return status.FromContextError(ctx.Err()).Err()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.refused.Add(1)
+		return overloaded(s.cfg.RetryDelay, "storage is behind: batch %d waited %s for room", seq, s.cfg.BackpressureTimeout)
+	}
+	return status.Errorf(codes.Unavailable, "batch %d not accepted: %v", seq, err)
+}
+
+// join calls finish once every part added has called done, with their
+// errors joined; after abandon, never.
+type join struct {
+	mu        sync.Mutex
+	left      int
+	err       error
+	abandoned bool
+	finish    func(error)
+}
+
+func (j *join) add() {
+	j.mu.Lock()
+	j.left++
+	j.mu.Unlock()
+}
+
+func (j *join) done(err error) {
+	j.mu.Lock()
+	j.err = errors.Join(j.err, err)
+	j.left--
+	last := j.left == 0 && !j.abandoned
+	err = j.err
+	j.mu.Unlock()
+	if last {
+		j.finish(err)
+	}
+}
+
+// abandon is for a part that was not taken: the caller answers the batch
+// itself, and parts already taken finish without answering it again.
+func (j *join) abandon() {
+	j.mu.Lock()
+	j.abandoned = true
+	j.mu.Unlock()
+	j.done(nil)
+}
+
+// sensorOf returns the sensor a batch is written as and charged to: its
+// token's when tokens are required (a batch naming another is refused),
+// else the one it names, else DefaultSensor.
+func (s *Server) sensorOf(ctx context.Context, msg *ndrv1.EventBatch) (sensor string, authed bool, err error) {
+	if s.auth == nil {
+		if id := msg.GetSensorId(); id != "" {
+			return id, false, nil
+		}
+		return s.cfg.DefaultSensor, false, nil
+	}
+	p, ok := PrincipalFrom(ctx)
+	if !ok { // the interceptors are not installed: refuse rather than trust
+		s.revoked.Add(1)
+		return "", false, ErrNoToken
+	}
+	if err := s.auth.check(p); err != nil {
+		s.revoked.Add(1)
+		return "", false, err
+	}
+	if id := msg.GetSensorId(); id != "" && id != p.Sensor {
+		s.denied.Add(1)
+		return "", false, fmt.Errorf("%w: the token of sensor %s sent a batch of sensor %s", ErrWrongSensor, quoteTrunc(p.Sensor), quoteTrunc(id))
+	}
+	return p.Sensor, true, nil
+}
+
+// foreignEvents sets aside the events of msg that name a sensor other than
+// the caller's. It returns msg itself when there are none; otherwise a
+// batch of the others, their positions in msg, and a rejection for each
+// event set aside.
+func foreignEvents(msg *ndrv1.EventBatch, sensor string) (*ndrv1.EventBatch, []int, []wire.Rejection) {
+	var foreign []wire.Rejection
+	for i, ev := range msg.GetEvents() {
+		if id := ev.GetSensorId(); id != "" && id != sensor {
+			foreign = append(foreign, wire.Rejection{Index: i, Err: &ingest.FieldError{
+				Field:  "sensor_id",
+				Reason: fmt.Sprintf("the token of sensor %s may not write events of sensor %s", quoteTrunc(sensor), quoteTrunc(id)),
+			}})
+		}
+	}
+	if len(foreign) == 0 {
+		return msg, nil, nil
+	}
+	events := msg.GetEvents()
+	kept := make([]*ndrv1.ConnEvent, 0, len(events)-len(foreign))
+	index := make([]int, 0, cap(kept))
+	f := 0
+	for i, ev := range events {
+		if f < len(foreign) && foreign[f].Index == i {
+			f++
+			continue
+		}
+		kept = append(kept, ev)
+		index = append(index, i)
+	}
+	return &ndrv1.EventBatch{Seq: msg.GetSeq(), StreamId: msg.GetStreamId(), SensorId: msg.GetSensorId(), Events: kept}, index, foreign
+}
+
+// rejectedRecords builds the RejectSink's records of rej.
+func (s *Server) rejectedRecords(ctx context.Context, b *ingest.Batch, events []*ndrv1.ConnEvent, rej []wire.Rejection) []Rejected {
+	now := s.now().UTC()
+	addr := ""
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		addr = p.Addr.String()
+	}
+	out := make([]Rejected, len(rej))
+	for i, r := range rej {
+		reason := r.Err.Error()
+		// The event was decoded from these bytes a moment ago, so encoding
+		// it again cannot fail; if it does, the reason says so.
+		raw, err := proto.Marshal(events[r.Index])
+		if err != nil {
+			reason += "; event not kept: " + err.Error()
+		}
+		size := len(raw)
+		if len(raw) > s.cfg.MaxRejectedBytes {
+			raw = raw[:s.cfg.MaxRejectedBytes:s.cfg.MaxRejectedBytes]
+		}
+		out[i] = Rejected{
+			ReceivedAt: now, Sensor: b.Sensor, Stream: b.Stream, Seq: b.Seq, Index: r.Index,
+			Field: ingest.FieldOf(r.Err), Reason: reason, Event: raw, Size: size, Peer: addr,
+		}
+	}
+	return out
+}
+
+// statusOf maps the service's errors to gRPC statuses. Errors that already
+// carry a status pass through; anything unexpected is Unavailable (the
+// sender may retry), never Unknown.
+func statusOf(err error) error {
+	var rl *rateLimited
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrNoToken), errors.Is(err, ErrBadToken), errors.Is(err, ErrTokenRevoked):
+		return status.Error(codes.Unauthenticated, err.Error())
+	case errors.Is(err, ErrWrongSensor):
+		return status.Error(codes.PermissionDenied, err.Error())
+	case errors.As(err, &rl):
+		return overloaded(rl.retry, "%s", rl.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	}
+	if st, ok := status.FromError(err); ok && st.Code() != codes.Unknown {
+		return err
+	}
+	return status.Error(codes.Unavailable, err.Error())
 }
 
 func cloneAck(a *ndrv1.BatchAck) *ndrv1.BatchAck {
