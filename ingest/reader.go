@@ -54,6 +54,10 @@ type LineError struct {
 	Line int // 1-based; for a JSON array element, the line where it starts
 	Elem int // 1-based position in a top-level JSON array, 0 otherwise
 	Err  error
+	// Raw is a copy of the rejected line (or array element) as read, after
+	// decompression, without its newline; nil for a line over the length
+	// limit, which is refused unread.
+	Raw []byte
 }
 
 func (e *LineError) Error() string {
@@ -213,7 +217,7 @@ func (r *FileReader) Read(dst []Conn) ([]Conn, error) {
 			r.err = r.fileErr(r.src.err)
 			return dst, r.err
 		case lineTooLong:
-			r.reject(line, elem, fmt.Errorf("%w: over %d bytes", ErrLineTooLong, r.src.max))
+			r.reject(line, elem, fmt.Errorf("%w: over %d bytes", ErrLineTooLong, r.src.max), nil)
 			continue
 		}
 		dst = append(dst, Conn{})
@@ -235,7 +239,7 @@ func (r *FileReader) Read(dst []Conn) ([]Conn, error) {
 				return dst, r.err
 			}
 			if err != nil {
-				r.reject(line, elem, err)
+				r.reject(line, elem, err, b)
 			}
 			continue
 		}
@@ -245,10 +249,10 @@ func (r *FileReader) Read(dst []Conn) ([]Conn, error) {
 	return dst, nil
 }
 
-func (r *FileReader) reject(line, elem int, err error) {
+func (r *FileReader) reject(line, elem int, err error, raw []byte) {
 	r.stats.Rejected++
 	if r.onReject != nil {
-		r.onReject(&LineError{File: r.name, Line: line, Elem: elem, Err: err})
+		r.onReject(&LineError{File: r.name, Line: line, Elem: elem, Err: err, Raw: append([]byte(nil), raw...)})
 	}
 }
 
