@@ -45,8 +45,12 @@ func openDurable(ctx context.Context, env *environment, opts spool.Options, an *
 		sp.Shutdown(ctx)
 		return nil, nil, err
 	}
-	for k, seqs := range sp.Streams() {
-		srv.MarkStored(k[0], k[1], seqs)
+	for k, held := range sp.Streams() {
+		batches := make([]server.StoredBatch, len(held))
+		for i, h := range held {
+			batches[i] = server.StoredBatch{Seq: h.Seq, Accepted: h.Rows}
+		}
+		srv.MarkStored(k[0], k[1], batches)
 	}
 	d := &durable{sp: sp, aw: aw, env: env}
 	start := time.Now()

@@ -179,7 +179,7 @@ type Spool struct {
 	analysed     uint64
 	delivered    uint64        // highest LSN handed to analysis (or written, without analysis)
 	progress     chan struct{} // closed and replaced when delivered grows
-	streams      map[[2]string][]uint64
+	streams      map[[2]string][]Held
 	replayFrom   uint64
 	flushDone    chan struct{}
 	drainDone    chan struct{}
@@ -208,7 +208,7 @@ func Open(opts Options, log *slog.Logger, now func() time.Time) (*Spool, error) 
 		opts: opts, log: log, now: now,
 		space: make(chan struct{}), work: make(chan struct{}, 1), poke: make(chan struct{}, 1), progress: make(chan struct{}),
 		readers: map[uint64]*os.File{}, open: map[uint64]*chunk{},
-		cache: map[uint64]*ingest.Batch{}, cacheSizes: map[uint64]int{}, streams: map[[2]string][]uint64{},
+		cache: map[uint64]*ingest.Batch{}, cacheSizes: map[uint64]int{}, streams: map[[2]string][]Held{},
 		nextLSN: 1, nextChunk: 1,
 		flushDone: make(chan struct{}), drainDone: make(chan struct{}),
 	}
@@ -337,7 +337,7 @@ func (s *Spool) recover() error {
 			s.recovered.Add(1)
 		}
 		k := [2]string{b.sensor, b.stream}
-		s.streams[k] = append(s.streams[k], b.seq)
+		s.streams[k] = append(s.streams[k], Held{Seq: b.seq, Rows: b.rows})
 	}
 	if len(s.ready) > 0 {
 		s.readySince = s.now()
@@ -387,15 +387,22 @@ func (s *Spool) roll(base uint64) error {
 	return nil
 }
 
-// Streams returns, per (sensor, stream), the batch sequence numbers the
-// log holds: a restarted server preloads them so resent batches are
-// recognised.
-func (s *Spool) Streams() map[[2]string][]uint64 {
+// Held is a batch the log holds: its sequence number in its stream and
+// how many events of it were stored.
+type Held struct {
+	Seq  uint64
+	Rows int
+}
+
+// Streams returns, per (sensor, stream), the batches the log holds: a
+// restarted server preloads them so resent batches are recognised and
+// acknowledged with their stored counts.
+func (s *Spool) Streams() map[[2]string][]Held {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[[2]string][]uint64, len(s.streams))
+	out := make(map[[2]string][]Held, len(s.streams))
 	for k, v := range s.streams {
-		out[k] = append([]uint64(nil), v...)
+		out[k] = append([]Held(nil), v...)
 	}
 	return out
 }
@@ -674,7 +681,7 @@ func (s *Spool) writeSync(buf []byte, recs []pendingRec) error {
 			}
 			s.ready = append(s.ready, r.pos)
 			k := [2]string{r.pos.sensor, r.pos.stream}
-			s.streams[k] = append(s.streams[k], r.pos.seq)
+			s.streams[k] = append(s.streams[k], Held{Seq: r.pos.seq, Rows: r.pos.rows})
 			s.batches.Add(1)
 			s.rows.Add(uint64(r.pos.rows))
 		}
@@ -881,7 +888,7 @@ func (s *Spool) collectLocked() {
 		}
 		for _, b := range seg.batches {
 			k := [2]string{b.sensor, b.stream}
-			if seqs := s.streams[k]; len(seqs) > 0 && seqs[0] == b.seq {
+			if seqs := s.streams[k]; len(seqs) > 0 && seqs[0].Seq == b.seq {
 				s.streams[k] = seqs[1:]
 			}
 			if len(s.streams[k]) == 0 {

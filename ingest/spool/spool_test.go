@@ -246,8 +246,9 @@ func TestCrashBetweenInsertAndConfirmation(t *testing.T) {
 		t.Fatal("nothing recovered")
 	}
 	streams := s2.Streams()
-	if got := streams[[2]string{"zeek-1", "a"}]; len(got) != 30 {
-		t.Fatalf("recovered stream holds %d seqs, want 30", len(got))
+	got := streams[[2]string{"zeek-1", "a"}]
+	if len(got) != 30 || got[0] != (Held{Seq: 1, Rows: 10}) {
+		t.Fatalf("recovered stream holds %d batches (first %+v), want 30 starting with seq 1 of 10 rows", len(got), got)
 	}
 	s2.Start(t.Context(), ins, nil)
 	write(t, s2, "a", 31, 35, 10)
