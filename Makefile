@@ -14,7 +14,7 @@ DEMO_DIR ?= $(CURDIR)/ndr-data/demo
 DEMO_TCP_PORT ?= 19000
 DEMO_HTTP_PORT ?= 18123
 
-.PHONY: all build setup test lint proto proto-check demo demo-stop fuzz clean
+.PHONY: all build setup test lint proto proto-check demo demo-stop fuzz faults clean
 
 all: build
 
@@ -53,6 +53,11 @@ demo: build
 
 demo-stop:
 	@NDR=$(NDR) DEMO_DIR=$(DEMO_DIR) ./scripts/demo.sh stop
+
+## faults: kill and restart serve and ClickHouse while ndr send streams; prints sent, acked, stored
+FAULTS_EVENTS ?= 300000
+faults: setup
+	NDR_FAULTS_EVENTS=$(FAULTS_EVENTS) $(GO) test -tags faults -run TestFaults -v -count=1 -timeout 60m ./cmd/ndr
 
 ## fuzz: run every fuzz target for FUZZTIME each (default 30s)
 FUZZTIME ?= 30s
