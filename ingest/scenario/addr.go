@@ -15,17 +15,37 @@ func v4(a, b, c, d int) netip.Addr {
 // workstation returns background host i's address, i < maxHosts.
 func workstation(i int) netip.Addr { return v4(10, 10, i/250, i%250+1) }
 
-func resolver() netip.Addr          { return v4(10, 20, 0, 53) }
-func fileServer(i int) netip.Addr   { return v4(10, 20, 0, 10+i%10) }
-func backupServer() netip.Addr      { return v4(10, 20, 0, 100) }
-func adminHost() netip.Addr         { return v4(10, 30, 0, 10) }
-func webDest(rank int) netip.Addr   { return v4(198, 18, rank/250, rank%250+1) }
+func resolver() netip.Addr        { return v4(10, 20, 0, 53) }
+func fileServer(i int) netip.Addr { return v4(10, 20, 0, 10+i%10) }
+func backupServer() netip.Addr    { return v4(10, 20, 0, 100) }
+func adminHost() netip.Addr       { return v4(10, 30, 0, 10) }
+func webDest(rank int) netip.Addr { return v4(198, 18, rank/250, rank%250+1) }
+
+// webDests is how many addresses webDest can give.
+const webDests = 256 * 250
+
 func cloudStorage(i int) netip.Addr { return v4(198, 19, 250, 10+i) }
 
 func adminServers(n int) []netip.Addr {
 	out := make([]netip.Addr, n)
 	for i := range out {
 		out[i] = v4(10, 20, 0, 20+i%20)
+	}
+	return out
+}
+
+func cloudAddrs(n int) []netip.Addr {
+	out := make([]netip.Addr, n)
+	for i := range out {
+		out[i] = cloudStorage(i)
+	}
+	return out
+}
+
+func telemetryAddrs(n int) []netip.Addr {
+	out := make([]netip.Addr, n)
+	for i := range out {
+		out[i] = v4(198, 19, 240, 10+i)
 	}
 	return out
 }

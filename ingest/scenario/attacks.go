@@ -17,6 +17,13 @@ type plan struct {
 	start, end int64
 	labels     []labelState
 	sources    []planned
+	chains     []chain
+}
+
+// chain is a label made of other labels' traffic (a kill chain).
+type chain struct {
+	lbl   int
+	parts []int
 }
 
 type planned struct {
@@ -49,6 +56,9 @@ func build(s *Spec) *plan {
 	for i, c := range s.CloudUploads {
 		p.cloudUpload(i, c, pk)
 	}
+	for i, k := range s.KillChain {
+		p.killChain(i, k, pk)
+	}
 	for i, n := range s.NTP {
 		p.ntp(i, n)
 	}
@@ -63,6 +73,12 @@ func build(s *Spec) *plan {
 	}
 	if s.Background.Hosts > 0 {
 		p.background(s.Background)
+	}
+	for i, m := range s.Telemetry {
+		p.telemetry(i, m)
+	}
+	for i, c := range s.CloudSync {
+		p.cloudSync(i, c)
 	}
 	return p
 }
@@ -96,6 +112,10 @@ func explicitAddrs(s *Spec) []netip.Addr {
 	}
 	for _, a := range s.Admin {
 		keep(a.Src)
+	}
+	for _, k := range s.KillChain {
+		keep(k.Src, k.Beacon.Dst)
+		keep(k.Exfil.Dsts...)
 	}
 	return out
 }
@@ -242,16 +262,24 @@ func (s *beaconSrc) run(e *emitter) {
 	if s.r.Float64() < b.MissRate {
 		return
 	}
-	ob, rb := around(s.r, b.ReqBytes, 0.1), around(s.r, b.RespBytes, 0.1)
+	sj := b.SizeJitter // beaconAs replaced 0 by 0.1
+	ob, rb := around(s.r, b.ReqBytes, sj), around(s.r, b.RespBytes, sj)
 	if s.r.Float64() < b.CommandRate {
-		ob, rb = around(s.r, b.CmdReqBytes, 0.1), around(s.r, b.CmdRespBytes, 0.1)
+		ob, rb = around(s.r, b.CmdReqBytes, sj), around(s.r, b.CmdRespBytes, sj)
 	}
 	e.tcp(s.r, ts, s.src, s.dst, b.Port, b.Service, ob, rb, secs(0.05+0.35*s.r.Float64()))
 }
 
 func (p *plan) beacon(i int, b Beacon, pk *picker) {
-	id := fmt.Sprintf("%s-%d", ScenarioC2, i)
+	p.beaconAs(fmt.Sprintf("%s-%d", ScenarioC2, i), b, pk)
+}
+
+// beaconAs plans beacon b as instance id and returns its source.
+func (p *plan) beaconAs(id string, b Beacon, pk *picker) netip.Addr {
 	src, dst := pk.host(b.Src), pk.ext(b.Dst)
+	if b.SizeJitter == 0 {
+		b.SizeJitter = 0.1
+	}
 	t0 := p.start + b.Offset.Microseconds()
 	end := p.end
 	if b.Length > 0 {
@@ -262,14 +290,19 @@ func (p *plan) beacon(i int, b Beacon, pk *picker) {
 		Hosts: []netip.Addr{src}, Dsts: []netip.Addr{dst}, Ports: []uint16{b.Port},
 		Params: map[string]float64{
 			"interval_s": b.Interval.Seconds(), "jitter": b.Jitter, "miss_rate": b.MissRate,
-			"command_rate": b.CommandRate,
+			"command_rate": b.CommandRate, "size_jitter": b.SizeJitter,
 		},
 	})
 	p.add(lbl, &beaconSrc{r: p.rng(id), b: b, src: src, dst: dst, t: t0, end: end})
+	return src
 }
 
 func (p *plan) exfil(i int, x Exfil, pk *picker) {
-	id := fmt.Sprintf("%s-%d", ScenarioExfil, i)
+	p.exfilAs(fmt.Sprintf("%s-%d", ScenarioExfil, i), x, pk)
+}
+
+// exfilAs plans exfiltration x as instance id.
+func (p *plan) exfilAs(id string, x Exfil, pk *picker) {
 	r := p.rng(id)
 	src := pk.host(x.Src)
 	dsts := x.Dsts
@@ -357,4 +390,27 @@ func (p *plan) lowSlow(i int, l LowSlow, pk *picker) {
 		Params: map[string]float64{"chunk_bytes": float64(l.Chunk), "every_s": l.Every.Seconds(), "jitter": l.Jitter},
 	})
 	p.add(lbl, &lowSlowSrc{r: p.rng(id), l: l, src: src, dsts: dsts, t: t0, end: end})
+}
+
+// killChain plans the chain's beacon and exfiltration from one host, and
+// the chain's own label.
+func (p *plan) killChain(i int, k KillChain, pk *picker) {
+	id := fmt.Sprintf("%s-%d", ScenarioKillChain, i)
+	src := pk.host(k.Src)
+	b, x := k.Beacon, k.Exfil
+	b.Src, x.Src = src, src
+	lbl := p.label(Label{
+		ID: id, Kind: KindKillChain, Scenario: ScenarioKillChain, Expect: ExpectKillChain,
+		Hosts: []netip.Addr{src},
+		Params: map[string]float64{
+			"interval_s": b.Interval.Seconds(), "exfil_after_s": (x.Offset - b.Offset).Seconds(),
+		},
+	})
+	p.beaconAs(id+"-c2", b, pk)
+	p.exfilAs(id+"-exfil", x, pk)
+	// The chain's label counts the beacon's and the exfiltration's
+	// connections: a source that emits nothing and a label that borrows
+	// their traffic would be two places to keep in step, so the chain
+	// label takes its times and counts from its parts at the end.
+	p.chains = append(p.chains, chain{lbl: lbl, parts: []int{lbl + 1, lbl + 2}})
 }

@@ -255,6 +255,7 @@ type hostSrc struct {
 	h       netip.Addr
 	b       Background
 	zipf    *rand.Zipf
+	favs    []netip.Addr // the host's favourite destinations
 	t, end  int64
 	perHour float64
 }
@@ -298,6 +299,9 @@ func (s *hostSrc) run(e *emitter) {
 		return
 	}
 	dst := webDest(int(s.zipf.Uint64()))
+	if len(s.favs) > 0 && r.Float64() < s.b.FavouriteShare {
+		dst = s.favs[r.IntN(len(s.favs))]
+	}
 	e.udp(r, ts, s.h, resolver(), ephemeral(r), 53, "dns", between(r, 30, 60), between(r, 50, 300), secs(0.001+0.03*r.Float64()))
 	port, service := uint16(443), "ssl"
 	if r.Float64() < 0.1 {
@@ -326,7 +330,71 @@ func (p *plan) background(b Background) {
 		// Web popularity is roughly Zipf with an exponent near 1
 		// (Breslau et al., INFOCOM 1999); rand's Zipf needs s > 1.
 		s.zipf = rand.NewZipf(r, 1.1, 1, uint64(b.Destinations-1))
+		if b.Favourites > 0 {
+			fr := p.rng(fmt.Sprintf("%s/%d/favourites", id, k))
+			for range b.Favourites {
+				s.favs = append(s.favs, webDest(b.Destinations+fr.IntN(webDests-b.Destinations)))
+			}
+		}
 		s.advance()
 		p.add(lbl, s)
+	}
+}
+
+func (p *plan) telemetry(i int, m Telemetry) {
+	id := fmt.Sprintf("%s-%d", ScenarioTelemetry, i)
+	hosts := make([]netip.Addr, m.Hosts)
+	for k := range hosts {
+		hosts[k] = workstation(m.FirstHost + k)
+	}
+	lbl := p.label(Label{
+		ID: id, Kind: KindBenign, Scenario: ScenarioTelemetry,
+		Hosts: hosts, Dsts: slices.Clone(m.Endpoints), Ports: []uint16{m.Port},
+		Params: map[string]float64{"interval_s": m.Interval.Seconds(), "jitter": m.Jitter, "hosts": float64(m.Hosts)},
+	})
+	service := ""
+	if m.Port == 443 {
+		service = "ssl"
+	}
+	for k, h := range hosts {
+		r := p.rng(fmt.Sprintf("%s/%d", id, k))
+		// An agent keeps to the collector it resolved.
+		ep := m.Endpoints[r.IntN(len(m.Endpoints))]
+		p.add(lbl, &periodicSrc{
+			r: r, t: p.start + r.Int64N(m.Interval.Microseconds()), end: p.end,
+			interval: m.Interval, jitter: m.Jitter,
+			fn: func(e *emitter, r *rand.Rand, ts int64) {
+				e.tcp(r, ts, h, ep, m.Port, service, around(r, m.ReqBytes, 0.1), around(r, m.RespBytes, 0.1), secs(0.05+0.3*r.Float64()))
+			},
+		})
+	}
+}
+
+func (p *plan) cloudSync(i int, c CloudSync) {
+	id := fmt.Sprintf("%s-%d", ScenarioCloudSync, i)
+	hosts := make([]netip.Addr, c.Hosts)
+	for k := range hosts {
+		hosts[k] = workstation(c.FirstHost + k)
+	}
+	lbl := p.label(Label{
+		ID: id, Kind: KindBenign, Scenario: ScenarioCloudSync,
+		Hosts: hosts, Dsts: slices.Clone(c.Dsts), Ports: []uint16{443},
+		Params: map[string]float64{"interval_s": c.Interval.Seconds(), "upload_rate": c.UploadRate, "hosts": float64(c.Hosts)},
+	})
+	for k, h := range hosts {
+		r := p.rng(fmt.Sprintf("%s/%d", id, k))
+		dst := c.Dsts[k%len(c.Dsts)]
+		p.add(lbl, &periodicSrc{
+			r: r, t: p.start + r.Int64N(c.Interval.Microseconds()), end: p.end,
+			interval: c.Interval, jitter: c.Jitter,
+			fn: func(e *emitter, r *rand.Rand, ts int64) {
+				if c.UploadRate > 0 && r.Float64() < c.UploadRate {
+					b := logUniform(r, float64(c.UploadMin), float64(c.UploadMax))
+					e.tcp(r, ts, h, dst, 443, "ssl", b, b/500+between(r, 4e3, 8e3), transfer(r, b, 20))
+					return
+				}
+				e.tcp(r, ts, h, dst, 443, "ssl", between(r, 1e3, 3e3), between(r, 1e3, 5e3), secs(0.1+0.4*r.Float64()))
+			},
+		})
 	}
 }

@@ -34,9 +34,11 @@
 //
 // External (reserved ranges that never route on the internet):
 //
-//	198.18.0.0/16   popular web destinations, ranked by popularity
+//	198.18.0.0/16   web destinations, ranked by popularity; the ranks beyond
+//	                Background.Destinations are the hosts' favourites
 //	198.19.123.0/24 NTP pool servers
 //	198.19.200.0/24 a software vendor's update CDN
+//	198.19.240.0/24 a telemetry vendor's collectors
 //	198.19.250.0/24 a cloud storage provider
 //	203.0.113.0/24, 198.51.100.0/24, 192.0.2.0/24
 //	                attacker infrastructure: C2 servers and exfiltration drops

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/ndr-go/ndr/ingest"
@@ -76,6 +77,24 @@ func Stream(spec Spec, fn func(*ingest.Conn) error) ([]Label, error) {
 	out := make([]Label, len(p.labels))
 	for i := range p.labels {
 		out[i] = p.labels[i].finish()
+	}
+	for _, c := range p.chains {
+		l := &out[c.lbl]
+		for _, i := range c.parts {
+			part := out[i]
+			if part.Conns > 0 && (l.Conns == 0 || part.First.Before(l.First)) {
+				l.First = part.First
+			}
+			if part.Last.After(l.Last) {
+				l.Last = part.Last
+			}
+			l.Conns += part.Conns
+			l.OrigBytes += part.OrigBytes
+			l.RespBytes += part.RespBytes
+			l.Dsts = appendNew(l.Dsts, part.Dsts...)
+			l.Ports = appendNew(l.Ports, part.Ports...)
+			l.Staging = appendNew(l.Staging, part.Staging...)
+		}
 	}
 	return out, nil
 }
@@ -357,4 +376,14 @@ func (h *heap[T]) fix0() {
 		h.s[i], h.s[m] = h.s[m], h.s[i]
 		i = m
 	}
+}
+
+// appendNew appends the values of vs that dst lacks.
+func appendNew[T comparable](dst []T, vs ...T) []T {
+	for _, v := range vs {
+		if !slices.Contains(dst, v) {
+			dst = append(dst, v)
+		}
+	}
+	return dst
 }

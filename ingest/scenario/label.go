@@ -19,6 +19,9 @@ const (
 	KindC2      Kind = "c2"
 	KindExfil   Kind = "exfil"
 	KindBenign  Kind = "benign"
+	// KindKillChain is a host that went through C2, staging and
+	// exfiltration; its C2 and exfiltration also have their own labels.
+	KindKillChain Kind = "killchain"
 )
 
 // Scenario names, as they appear in Label.Scenario and instance ids.
@@ -33,6 +36,9 @@ const (
 	ScenarioAdmin       = "admin"
 	ScenarioCloudUpload = "cloud-upload"
 	ScenarioBackground  = "background"
+	ScenarioKillChain   = "kill-chain"
+	ScenarioTelemetry   = "telemetry"
+	ScenarioCloudSync   = "cloud-sync"
 )
 
 // Detection types a Label expects, spelled as scoring spells them. They
@@ -41,6 +47,7 @@ const (
 	ExpectLateralMovement  = "LATERAL_MOVEMENT"
 	ExpectC2Beaconing      = "C2_BEACONING"
 	ExpectDataExfiltration = "DATA_EXFILTRATION"
+	ExpectKillChain        = "KILL_CHAIN"
 )
 
 // Label is the ground truth of one scenario instance. A detection is a

@@ -28,11 +28,17 @@ type Spec struct {
 	Exfil   []Exfil
 	LowSlow []LowSlow
 
+	// KillChain instances are one host going through C2, staging and
+	// exfiltration.
+	KillChain []KillChain
+
 	NTP          []NTP
 	Updates      []UpdateCheck
 	Backups      []Backup
 	Admin        []Admin
 	CloudUploads []CloudUpload
+	Telemetry    []Telemetry
+	CloudSync    []CloudSync
 }
 
 // Background is ordinary user activity on N workstations: web browsing to
@@ -50,6 +56,14 @@ type Background struct {
 	// Destinations is how many distinct web destinations exist; their
 	// popularity follows a Zipf law, as web traffic does.
 	Destinations int
+	// Favourites gives each host this many personal destinations, drawn
+	// from the web addresses beyond Destinations, which few other hosts
+	// visit (a team's tool, a niche forum, a partner's portal), and
+	// FavouriteShare of its sessions go to them. Their visits are as
+	// irregular as the rest of browsing: the rare-destination haystack a
+	// beacon detector must not flag. 0 disables them.
+	Favourites     int
+	FavouriteShare float64
 }
 
 // DefaultBackground is 50 workstations at 60 sessions an hour.
@@ -117,8 +131,10 @@ type Beacon struct {
 	// MissRate is the probability that a scheduled beat is not seen (host
 	// asleep, proxy failure): its gap merges into the next one.
 	MissRate float64
-	// ReqBytes and RespBytes are a heartbeat's payload sizes (+-10 %).
+	// ReqBytes and RespBytes are a heartbeat's payload sizes, each drawn
+	// within +-SizeJitter of its mean; 0 means +-10 %.
 	ReqBytes, RespBytes uint64
+	SizeJitter          float64
 	// CommandRate is the probability that a beat carries a command: the
 	// server answers with CmdRespBytes instead.
 	CommandRate               float64
@@ -507,5 +523,125 @@ func (s *Spec) Validate() error {
 			bad(w, "bytes, conns and mbps must be positive")
 		}
 	}
+	if b.Favourites < 0 || b.Favourites > 64 {
+		bad("background.favourites", "%d is outside [0, 64]", b.Favourites)
+	}
+	if b.Favourites > 0 {
+		if !(b.FavouriteShare > 0 && b.FavouriteShare < 1) {
+			bad("background.favourite_share", "%v is outside (0, 1)", b.FavouriteShare)
+		}
+		if b.Destinations > webDests-1000 {
+			bad("background.destinations", "%d leaves fewer than 1000 addresses for favourites", b.Destinations)
+		}
+	}
+	for i, c := range s.C2 {
+		if !(c.SizeJitter >= 0 && c.SizeJitter <= 0.9) {
+			bad(fmt.Sprintf("c2[%d].size_jitter", i), "%v is outside [0, 0.9]", c.SizeJitter)
+		}
+	}
+	for i, k := range s.KillChain {
+		w := fmt.Sprintf("kill_chain[%d]", i)
+		addr4(w+".src", k.Src)
+		sub := Spec{Start: s.Start, Duration: s.Duration, C2: []Beacon{k.Beacon}, Exfil: []Exfil{k.Exfil}}
+		if err := sub.Validate(); err != nil {
+			bad(w, "%v", err)
+		}
+	}
+	for i, m := range s.Telemetry {
+		w := fmt.Sprintf("telemetry[%d]", i)
+		if m.Hosts < 1 || m.FirstHost < 0 || m.FirstHost+m.Hosts > maxHosts {
+			bad(w+".hosts", "hosts %d from %d do not fit [0, %d)", m.Hosts, m.FirstHost, maxHosts)
+		}
+		if len(m.Endpoints) == 0 {
+			bad(w+".endpoints", "must not be empty")
+		}
+		if m.Interval < time.Second {
+			bad(w+".interval", "%s is under a second", m.Interval)
+		}
+		jit(w+".jitter", m.Jitter)
+		if m.Port == 0 {
+			bad(w+".port", "must be set")
+		}
+	}
+	for i, c := range s.CloudSync {
+		w := fmt.Sprintf("cloud_sync[%d]", i)
+		if c.Hosts < 1 || c.FirstHost < 0 || c.FirstHost+c.Hosts > maxHosts {
+			bad(w+".hosts", "hosts %d from %d do not fit [0, %d)", c.Hosts, c.FirstHost, maxHosts)
+		}
+		if len(c.Dsts) == 0 {
+			bad(w+".dsts", "must not be empty")
+		}
+		if c.Interval < time.Second {
+			bad(w+".interval", "%s is under a second", c.Interval)
+		}
+		jit(w+".jitter", c.Jitter)
+		prob(w+".upload_rate", c.UploadRate)
+		if c.UploadRate > 0 && (c.UploadMin == 0 || c.UploadMax < c.UploadMin) {
+			bad(w, "upload_min must be positive and at most upload_max")
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// KillChain is one compromised host going through the whole chain: a C2
+// implant beaconing, then staging from internal file servers and
+// exfiltration. Beacon and Exfil are generated as their own instances
+// (with their own labels) from the same source host; the chain has a
+// label of its own expecting KILL_CHAIN.
+type KillChain struct {
+	Src    netip.Addr // zero picks a workstation
+	Beacon Beacon
+	Exfil  Exfil
+}
+
+// DefaultKillChain beacons every 5 minutes from 10 minutes into the run
+// and stages and exfiltrates (the reference's volumes) 3 hours later.
+func DefaultKillChain() KillChain {
+	b := DefaultBeacon()
+	b.Interval = 5 * time.Minute
+	b.Offset = 10 * time.Minute
+	x := DefaultExfil()
+	x.Offset = 3 * time.Hour
+	return KillChain{Beacon: b, Exfil: x}
+}
+
+// Telemetry is an agent on many hosts reporting to a few collector
+// addresses at a fixed interval with small, steady payloads: endpoint
+// protection, monitoring, chat keepalives. Benign periodic traffic to
+// destinations many hosts share.
+type Telemetry struct {
+	// Hosts workstations from FirstHost run the agent.
+	Hosts, FirstHost int
+	// Endpoints are the collectors; each report picks one.
+	Endpoints []netip.Addr
+	Port      uint16
+	Interval  time.Duration
+	Jitter    float64
+	// ReqBytes and RespBytes are a report's sizes (+-10 %).
+	ReqBytes, RespBytes uint64
+}
+
+// DefaultTelemetry is 50 hosts reporting every 5 minutes to 2 collectors.
+func DefaultTelemetry() Telemetry {
+	return Telemetry{Hosts: 50, Endpoints: telemetryAddrs(2), Port: 443, Interval: 5 * time.Minute, Jitter: 0.05, ReqBytes: 1200, RespBytes: 300}
+}
+
+// CloudSync is a file sync client on many hosts polling a popular cloud
+// storage provider, now and then uploading changed files: periodic
+// traffic and uploads to a destination many hosts share.
+type CloudSync struct {
+	Hosts, FirstHost int
+	Dsts             []netip.Addr
+	Interval         time.Duration
+	Jitter           float64
+	// UploadRate is the probability that a poll uploads a file of
+	// log-uniform size in [UploadMin, UploadMax].
+	UploadRate           float64
+	UploadMin, UploadMax uint64
+}
+
+// DefaultCloudSync is 50 hosts polling every 10 minutes, uploading on 5 %
+// of polls between 100 kB and 50 MB.
+func DefaultCloudSync() CloudSync {
+	return CloudSync{Hosts: 50, Dsts: cloudAddrs(4), Interval: 10 * time.Minute, Jitter: 0.1, UploadRate: 0.05, UploadMin: 100e3, UploadMax: 50e6}
 }
