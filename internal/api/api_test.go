@@ -43,7 +43,7 @@ func serve(t *testing.T, svc *DetectionService) ndrv1.DetectionServiceClient {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer()
-	svc.Register(g)
+	svc.Register(g, nil)
 	go g.Serve(lis)
 	t.Cleanup(g.Stop)
 	conn, err := grpc.NewClient("passthrough:///bufnet",

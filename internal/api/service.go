@@ -7,6 +7,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -33,8 +35,14 @@ func NewDetectionService(db hunt.Querier, bc *Broadcaster, log *slog.Logger) *De
 	return &DetectionService{db: db, bc: bc, log: log}
 }
 
-// Register adds the service to g.
-func (s *DetectionService) Register(g *grpc.Server) { ndrv1.RegisterDetectionServiceServer(g, s) }
+// Register adds the service to g and, when h is not nil, reports it
+// SERVING in the standard health service.
+func (s *DetectionService) Register(g grpc.ServiceRegistrar, h *health.Server) {
+	ndrv1.RegisterDetectionServiceServer(g, s)
+	if h != nil {
+		h.SetServingStatus(ndrv1.DetectionService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	}
+}
 
 // List returns a page of stored detections.
 func (s *DetectionService) List(ctx context.Context, req *ndrv1.ListDetectionsRequest) (*ndrv1.ListDetectionsResponse, error) {
