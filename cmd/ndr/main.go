@@ -46,6 +46,7 @@ func commands() []command {
 		{"gen", "generate labelled Zeek conn logs of attacks and benign look-alikes", runGen},
 		{"hunt", "run a query of the hunting library (notebooks/queries) against ClickHouse", runHunt},
 		{"detections", "list stored detections, filtered by time, type, severity and host", runDetections},
+		{"token", "make per-sensor bearer tokens for serve --tokens (new, hash)", runToken},
 		{"clickhouse", "serve an embedded ClickHouse on loopback", runClickHouse},
 		{"version", "print the version", runVersion},
 	}

@@ -47,8 +47,9 @@ func runReplay(ctx context.Context, args []string, env *environment) error {
 		report = env.stderr // stdout carries the JSON lines
 	}
 	rejects := newRejectLog(env.stderr, 20)
+	var keep rejectKeeper // refused lines go to ndr.rejected when there is a store
 	src, err := newFileSource(fs.Args(), ingest.ReaderOptions{
-		Sensor: *sensor, OnReject: func(e *ingest.LineError) { rejects.add("%v", e) },
+		Sensor: *sensor, OnReject: func(e *ingest.LineError) { rejects.add("%v", e); keep.add(ctx, e) },
 	}, env)
 	if err != nil {
 		return err
@@ -78,10 +79,17 @@ func runReplay(ctx context.Context, args []string, env *environment) error {
 			return err
 		}
 		aw.Start(ctx)
+		rw, err := st.NewRejectWriter(st.Config().Writer)
+		if err != nil {
+			return err
+		}
+		rw.Start(ctx)
+		keep = rejectKeeper{w: rw, sensor: *sensor}
+		defer rw.Shutdown(context.WithoutCancel(ctx))
 		sink = cw
 		outs.Signals, outs.Features = aw, aw
 		outs.Detections = append(outs.Detections, detectionStore(aw))
-		flushes = append(flushes, aw.Shutdown, cw.Shutdown)
+		flushes = append(flushes, aw.Shutdown, cw.Shutdown, keep.shutdown)
 		defer cw.Shutdown(context.WithoutCancel(ctx))
 		defer aw.Shutdown(context.WithoutCancel(ctx))
 	}

@@ -30,12 +30,21 @@ func runSend(ctx context.Context, args []string, env *environment) error {
 	caFile := fs.String("ca", "", "CA bundle that signs the server's certificate (implies --tls)")
 	certFile := fs.String("cert", "", "client certificate for mTLS (implies --tls)")
 	keyFile := fs.String("key", "", "client key for mTLS")
+	tokenFile := fs.String("token-file", "", "file holding this sensor's bearer token (default: env NDR_TOKEN); needs --tls unless --addr is loopback")
 	progressEvery := fs.Duration("progress", time.Second, "how often to print progress (0: only the summary)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() == 0 {
 		return usageErr("no files given")
+	}
+	tlsOn := *useTLS || *caFile != "" || *certFile != ""
+	tokenOpts, withToken, err := tokenCredentials(env, *tokenFile, *addr, tlsOn)
+	if err != nil {
+		return err
+	}
+	if withToken && !flagSet(fs, "sensor") {
+		*sensor = "" // the server records the token's sensor
 	}
 	rejects := newRejectLog(env.stderr, 20)
 	src, err := newFileSource(fs.Args(), ingest.ReaderOptions{
@@ -48,15 +57,15 @@ func runSend(ctx context.Context, args []string, env *environment) error {
 	defer src.Close()
 
 	creds := insecure.NewCredentials()
-	if *useTLS || *caFile != "" || *certFile != "" {
+	if tlsOn {
 		tc, err := clientTLS(*caFile, *certFile, *keyFile)
 		if err != nil {
 			return err
 		}
 		creds = credentials.NewTLS(tc)
 	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
+	conn, err := grpc.NewClient(*addr, append([]grpc.DialOption{grpc.WithTransportCredentials(creds),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16 << 20))}, tokenOpts...)...)
 	if err != nil {
 		return fmt.Errorf("dial %s: %w", *addr, err)
 	}
@@ -84,7 +93,10 @@ func runSend(ctx context.Context, args []string, env *environment) error {
 	if runErr != nil {
 		return fmt.Errorf("%w (%d events not confirmed stored)", runErr, st.Events-st.Acked)
 	}
-	if st.Rejected > 0 || rs.Rejected > 0 {
+	if st.Unsendable > 0 {
+		fmt.Fprintf(env.stdout, "  not sent (invalid UTF-8) %d\n", st.Unsendable)
+	}
+	if st.Rejected > 0 || rs.Rejected > 0 || st.Unsendable > 0 {
 		return errRejected
 	}
 	return nil

@@ -15,7 +15,6 @@ import (
 
 	"github.com/ndr-go/ndr/ingest/server"
 	"github.com/ndr-go/ndr/ingest/spool"
-	"github.com/ndr-go/ndr/internal/api"
 	"github.com/ndr-go/ndr/internal/pipeline"
 	"github.com/ndr-go/ndr/scoring"
 )
@@ -35,6 +34,8 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 	fs.IntVar(&scfg.MaxInFlight, "max-inflight", scfg.MaxInFlight, "unacknowledged batches per stream before the server stops reading it")
 	fs.IntVar(&scfg.MaxStreams, "max-streams", scfg.MaxStreams, "concurrent streams accepted")
 	fs.DurationVar(&scfg.BackpressureTimeout, "backpressure-timeout", scfg.BackpressureTimeout, "how long a batch may wait for storage before the stream is refused with ResourceExhausted")
+	var sec securityFlags
+	sec.register(fs, &scfg)
 	gcfg := server.DefaultGRPCConfig()
 	fs.IntVar(&gcfg.MaxRecvMsgBytes, "max-message-bytes", gcfg.MaxRecvMsgBytes, "largest gRPC message accepted")
 	tlsCert := fs.String("tls-cert", "", "server certificate (PEM); with --tls-key turns on TLS")
@@ -74,6 +75,11 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 	} else if host, _, err := net.SplitHostPort(*grpcAddr); err == nil && !isLoopback(host) {
 		env.log.Warn("gRPC listener is not on loopback and has no TLS: anyone who can reach it can write events", "addr", *grpcAddr)
 	}
+	authOpts, stopAuth, err := sec.authenticator(ctx, env, *grpcAddr, gcfg.TLS != nil)
+	if err != nil {
+		return err
+	}
+	defer stopAuth()
 
 	if err := startDebug(ctx, env, *pprofAddr); err != nil {
 		return err
@@ -104,9 +110,12 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 		return err
 	}
 	aw.Start(ctx)
-	// Watchers of DetectionService see each detection as it is handed to the store.
-	watchers := api.NewBroadcaster(api.DefaultBroadcasterConfig(), time.Now)
-	outs := pipeline.Outputs{Signals: aw, Features: aw, Detections: []scoring.Sink{detectionStore(aw), watchers}}
+	rw, err := st.NewRejectWriter(st.Config().Writer) // refused events, into ndr.rejected
+	if err != nil {
+		return err
+	}
+	rw.Start(ctx)
+	outs := pipeline.Outputs{Signals: aw, Features: aw, Detections: []scoring.Sink{detectionStore(aw)}}
 	if *out != "" {
 		f, err := os.OpenFile(*out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
@@ -125,14 +134,13 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 	sopts.MaxBytes, sopts.RetainBytes = *spoolMax, *spoolRetain
 	sopts.ChunkRows, sopts.ChunkAge = st.Config().Writer.FlushRows, st.Config().Writer.FlushInterval
 	dur, srv, err := openDurable(ctx, env, sopts, an, mute, aw, func(sink server.Sink) (*server.Server, error) {
-		return server.New(scfg, sink, env.log, time.Now)
+		return server.New(scfg, sink, env.log, time.Now, append(authOpts, server.WithRejectSink(rejectSink(rw)))...)
 	})
 	if err != nil {
 		return err
 	}
 	dur.start(ctx, writer, *checkpointEvery)
 	g, health := server.NewGRPCServer(gcfg, srv)
-	api.NewDetectionService(st.Store, watchers, env.log).Register(g, health)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- g.Serve(lis) }()
 	fmt.Fprintf(env.stdout, "ndr serve: gRPC on %s, storing in ClickHouse database %s\n", lis.Addr(), st.Database())
@@ -148,7 +156,6 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 		runErr = fmt.Errorf("grpc serve: %w", err)
 	}
 	health.Shutdown()
-	watchers.Shutdown(ctx) // Watch streams never end by themselves; graceful stop would wait for them
 	gracefulStop(g, *drain)
 	// Every acknowledged batch is in the spool. Write and analyse what the
 	// stopped streams handed over, close every window (as at the end of
@@ -158,7 +165,7 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 	if err := dur.shutdown(sctx); err != nil {
 		runErr = errors.Join(runErr, err)
 	}
-	for _, stop := range []func(context.Context) error{aw.Shutdown, writer.Shutdown} {
+	for _, stop := range []func(context.Context) error{aw.Shutdown, rw.Shutdown, writer.Shutdown} {
 		if err := stop(sctx); err != nil {
 			runErr = errors.Join(runErr, fmt.Errorf("flush: %w", err))
 		}
