@@ -44,6 +44,15 @@ start() {
 	echo
 	echo "\$ ndr replay --clickhouse $dsn testdata/zeek/conn.sample.log testdata/reference/"
 	"$NDR" replay --clickhouse "$dsn" testdata/zeek/conn.sample.log testdata/reference/
+	# A generated day with every attack and its benign look-alikes, ending
+	# where the Zeek sample ends, so that the hunting library's default
+	# range (the 24 h before the newest connection) covers both.
+	day="$DEMO_DIR/mixed-day.log"
+	echo
+	echo "\$ ndr gen --preset mixed --start 2026-03-01T10:00:00Z --out $day --labels $day.labels.json"
+	"$NDR" gen --preset mixed --start 2026-03-01T10:00:00Z --out "$day" --labels "$day.labels.json"
+	echo "\$ ndr replay --clickhouse $dsn $day"
+	"$NDR" replay --clickhouse "$dsn" "$day"
 	echo
 	q="SELECT orig_ip AS host, count() AS conns, uniqExact(resp_h) AS peers, uniqExact(resp_p) AS ports, formatReadableSize(sum(orig_bytes)) AS sent FROM ndr.conn GROUP BY host ORDER BY conns DESC LIMIT 10"
 	echo "\$ curl $http/ --data-binary \"$q\""
@@ -52,6 +61,9 @@ start() {
 	echo "ClickHouse keeps running for your own queries:"
 	echo "  curl $http/ --data-binary 'SELECT count() FROM ndr.conn'"
 	echo "  ndr commands take --clickhouse $dsn"
+	echo "Hunt (notebooks/README.md walks from here to a confirmed beacon):"
+	echo "  bin/ndr detections --clickhouse $dsn"
+	echo "  bin/ndr hunt --clickhouse $dsn beacon-candidates"
 	echo "Stop it with: make demo-stop"
 }
 
