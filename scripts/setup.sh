@@ -3,6 +3,8 @@
 # nothing that is already there. Usage: scripts/setup.sh [base|protoc|notebooks]
 #   base       Go toolchain check, npm (for the embedded ClickHouse library), curl
 #   protoc     the protobuf compiler, for `make proto`
+#   notebooks  Debian's Python with pandas, matplotlib, requests, the ipykernel
+#              kernel and nbconvert, for `make notebooks` (PyPI is not needed)
 set -euo pipefail
 
 need_apt=()
@@ -37,8 +39,20 @@ protoc_() {
 	apt_install
 }
 
+notebooks() {
+	# Debian's /usr/bin/python3 runs the notebooks, whatever else is on PATH
+	# (pyenv, a virtualenv): its packages are the ones apt installs.
+	if [ -x /usr/bin/python3 ] && [ -f /usr/share/jupyter/kernels/python3/kernel.json ] &&
+		/usr/bin/python3 -c 'import pandas, matplotlib, requests, ipykernel, nbconvert' 2>/dev/null; then
+		return 0
+	fi
+	need_apt+=(python3 python3-pandas python3-matplotlib python3-requests python3-ipykernel jupyter-nbconvert)
+	apt_install
+}
+
 case "${1:-base}" in
 base) base ;;
 protoc) protoc_ ;;
+notebooks) notebooks ;;
 *) echo "setup: unknown target $1" >&2; exit 2 ;;
 esac
