@@ -46,7 +46,8 @@ type RetrainConfig struct {
 	Params Params
 	// Window is the history fitted: the whole hours before now.
 	Window time.Duration
-	// LocalNetworks: see HistoryQuery.
+	// LocalNetworks: see HistoryQuery. Empty: only hosts a sensor
+	// called local (`ndr retrain` defaults to features' local networks).
 	LocalNetworks []netip.Prefix
 	// Workers fit hosts in parallel; 0 means GOMAXPROCS.
 	Workers int

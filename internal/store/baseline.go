@@ -59,74 +59,78 @@ func networkParams(nets []netip.Prefix) string {
 func unixParam(t time.Time) string { return strconv.FormatInt(t.Unix(), 10) }
 
 // ReadHostHours implements baseline.History: per internal host, its
-// hourly aggregates in [q.From, q.To), merged in ClickHouse
-// (GROUP BY host, hour over host_hour, then one row per host with the
-// hours as arrays sorted by hour). A host counts as internal when a
-// sensor said so (local_orig) or its address is in q.LocalNetworks.
+// hourly aggregates in [q.From, q.To), merged in ClickHouse (GROUP BY
+// host, hour over host_hour, aggregated in the table's order) and
+// streamed sorted by host and hour, one row per host-hour. A host counts
+// as internal when a sensor said so (local_orig) or its address is in
+// q.LocalNetworks (a query parameter).
+//
+// Streaming rows beat one row per host with arrays: at 30 days x 10,000
+// hosts, ClickHouse's groupArray and arraySort took 20 of 25 seconds.
 func (s *Store) ReadHostHours(ctx context.Context, q baseline.HistoryQuery, fn func(*baseline.HostHours) error) error {
 	ctx = WithParams(ctx, Params{"from": unixParam(q.From), "to": unixParam(q.To), "nets": networkParams(q.LocalNetworks)})
 	rows, err := s.conn.Query(ctx, `
 SELECT host,
-       arraySort(groupArray(h)) AS hours,
-       arraySort((v, k) -> k, groupArray(c), groupArray(h)),
-       arraySort((v, k) -> k, groupArray(b), groupArray(h)),
-       arraySort((v, k) -> k, groupArray(x), groupArray(h)),
-       arraySort((v, k) -> k, groupArray(i), groupArray(h)),
-       arraySort((v, k) -> k, groupArray(a), groupArray(h)),
-       arraySort((v, k) -> k, groupArray(m), groupArray(h))
-FROM
-(
-    SELECT host,
-           toInt64(intDiv(toUnixTimestamp(hour), 3600)) AS h,
-           toUInt32(least(sum(connections), 4294967295)) AS c,
-           toUInt64(sum(bytes_out_external)) AS b,
-           toUInt32(uniqMerge(external_dsts)) AS x,
-           toUInt32(uniqMerge(internal_dsts)) AS i,
-           toUInt32(least(sum(admin_connections), 4294967295)) AS a,
-           toUInt16(groupBitOr(admin_ports)) AS m,
-           max(local_orig) AS lo
-    FROM host_hour
+       toInt64(intDiv(toUnixTimestamp(hour), 3600)) AS h,
+       toUInt32(least(sum(connections), 4294967295)) AS c,
+       toUInt64(sum(bytes_out_external)) AS b,
+       toUInt32(uniqMerge(external_dsts)) AS x,
+       toUInt32(uniqMerge(internal_dsts)) AS i,
+       toUInt32(least(sum(admin_connections), 4294967295)) AS a,
+       toUInt16(groupBitOr(admin_ports)) AS m
+FROM host_hour
+WHERE hour >= toDateTime({from:Int64}, 'UTC') AND hour < toDateTime({to:Int64}, 'UTC')
+  AND host IN (
+    SELECT host FROM host_hour
     WHERE hour >= toDateTime({from:Int64}, 'UTC') AND hour < toDateTime({to:Int64}, 'UTC')
-    GROUP BY host, hour
-)
-GROUP BY host
-HAVING max(lo) = 1 OR arrayExists(n -> isIPAddressInRange(toString(host), n), {nets:Array(String)})`)
+    GROUP BY host
+    HAVING max(local_orig) = 1 OR arrayExists(n -> isIPAddressInRange(toString(host), n), {nets:Array(String)}))
+GROUP BY host, hour
+ORDER BY host, hour
+SETTINGS optimize_aggregation_in_order = 1`)
 	if err != nil {
 		return fmt.Errorf("query host_hour: %w", err)
 	}
 	defer rows.Close()
 	var (
-		hh      baseline.HostHours
-		host    netip.Addr
-		hours   []int64
-		c, x, i []uint32
-		a       []uint32
-		b       []uint64
-		m       []uint16
+		hh         baseline.HostHours
+		host, prev netip.Addr
+		h          int64
+		c, x, i, a uint32
+		b          uint64
+		m          uint16
 	)
+	emit := func() error {
+		if len(hh.Hours) == 0 {
+			return nil
+		}
+		err := fn(&hh)
+		hh.Reset()
+		return err
+	}
 	for rows.Next() {
-		if err := rows.Scan(&host, &hours, &c, &b, &x, &i, &a, &m); err != nil {
+		if err := rows.Scan(&host, &h, &c, &b, &x, &i, &a, &m); err != nil {
 			return fmt.Errorf("scan host_hour: %w", err)
 		}
-		hh.Reset()
-		hh.Host = host.Unmap()
-		hh.Hours = append(hh.Hours, hours...)
-		for k := range hours {
-			hh.Values[baseline.Connections] = append(hh.Values[baseline.Connections], float64(c[k]))
-			hh.Values[baseline.BytesOutExternal] = append(hh.Values[baseline.BytesOutExternal], float64(b[k]))
-			hh.Values[baseline.ExternalDestinations] = append(hh.Values[baseline.ExternalDestinations], float64(x[k]))
-			hh.Values[baseline.InternalDestinations] = append(hh.Values[baseline.InternalDestinations], float64(i[k]))
-			hh.Values[baseline.AdminConnections] = append(hh.Values[baseline.AdminConnections], float64(a[k]))
+		if host != prev {
+			if err := emit(); err != nil {
+				return err
+			}
+			prev = host
+			hh.Host = host.Unmap()
 		}
-		hh.AdminMask = append(hh.AdminMask, m...)
-		if err := fn(&hh); err != nil {
-			return err
-		}
+		hh.Hours = append(hh.Hours, h)
+		hh.Values[baseline.Connections] = append(hh.Values[baseline.Connections], float64(c))
+		hh.Values[baseline.BytesOutExternal] = append(hh.Values[baseline.BytesOutExternal], float64(b))
+		hh.Values[baseline.ExternalDestinations] = append(hh.Values[baseline.ExternalDestinations], float64(x))
+		hh.Values[baseline.InternalDestinations] = append(hh.Values[baseline.InternalDestinations], float64(i))
+		hh.Values[baseline.AdminConnections] = append(hh.Values[baseline.AdminConnections], float64(a))
+		hh.AdminMask = append(hh.AdminMask, m)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read host_hour: %w", err)
 	}
-	return nil
+	return emit()
 }
 
 // ReadDestinations implements baseline.History: per external destination
@@ -141,7 +145,8 @@ SELECT dst,
 FROM dst_prevalence
 WHERE day <= toDate(toDateTime({to:Int64}, 'UTC'))
 GROUP BY dst
-HAVING max(day) >= toDate(toDateTime({from:Int64}, 'UTC'))`)
+HAVING max(day) >= toDate(toDateTime({from:Int64}, 'UTC'))
+SETTINGS optimize_aggregation_in_order = 1`)
 	if err != nil {
 		return fmt.Errorf("query dst_prevalence: %w", err)
 	}
