@@ -169,14 +169,13 @@ func (l *Learner) internal(a netip.Addr, local ingest.Tristate) bool {
 
 const microsPerHour = int64(time.Hour / time.Microsecond)
 
-// Observe accumulates conns and refits when event time has advanced
-// RefitEvery since the last fit (and MinHistory since the first
-// connection).
+// Observe accumulates conns and refits whenever event time enters a new
+// hour RefitEvery after the last fit (and MinHistory after the first
+// connection), over the hours before it.
 func (l *Learner) Observe(conns []ingest.Conn) {
 	for i := range conns {
 		l.add(&conns[i])
 	}
-	l.maybeFit()
 }
 
 func (l *Learner) add(c *ingest.Conn) {
@@ -189,7 +188,12 @@ func (l *Learner) add(c *ingest.Conn) {
 	if l.first < 0 {
 		l.first = hour
 	}
-	l.newest = max(l.newest, hour)
+	if hour > l.newest {
+		// A new hour: the ones before it are complete. Fitting here, not
+		// per batch, makes the fits the same however input is batched.
+		l.newest = hour
+		l.maybeFit()
+	}
 	src := c.OrigH.Unmap()
 	h := l.hosts[src]
 	if h == nil {

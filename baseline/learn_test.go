@@ -1,7 +1,9 @@
 package baseline
 
 import (
+	"cmp"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -139,4 +141,33 @@ func BenchmarkFit(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(hosts*b.N)/b.Elapsed().Seconds(), "hosts/s")
+}
+
+// Fits happen at hour boundaries in event time, so batching does not
+// change them.
+func TestLearnerBatchingIndependent(t *testing.T) {
+	t.Parallel()
+	conns := uploads(netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("203.0.113.5"), t0, 40)
+	conns = append(conns, uploads(netip.MustParseAddr("10.0.0.6"), netip.MustParseAddr("203.0.113.6"), t0.Add(3*time.Hour), 30)...)
+	slices.SortStableFunc(conns, func(a, b ingest.Conn) int { return cmp.Compare(a.TS, b.TS) })
+	var snaps []*Snapshot
+	for _, size := range []int{1, 7, 100, len(conns)} {
+		var reg Registry
+		l, err := NewLearner(DefaultLearnerConfig(), &reg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < len(conns); i += size {
+			l.Observe(conns[i:min(i+size, len(conns))])
+		}
+		if l.Stats().Fits != 3 {
+			t.Errorf("batches of %d: %d fits, want 3", size, l.Stats().Fits)
+		}
+		snaps = append(snaps, reg.Current())
+	}
+	for i, s := range snaps[1:] {
+		if !s.Equal(snaps[0]) {
+			t.Errorf("batching %d: snapshot differs from one-by-one", i+1)
+		}
+	}
 }
