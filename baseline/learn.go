@@ -86,7 +86,6 @@ type LearnerStats struct {
 	Conns, External, HostsRefused, DestinationsRefused uint64
 	Hosts, Destinations                                int
 	Fits                                               uint64
-	LastFit                                            time.Duration // time the last fit took
 }
 
 // Learner fits baselines in event time from the connections the pipeline
@@ -282,7 +281,6 @@ func (l *Learner) maybeFit() {
 // Fit fits now over the complete hours before end (at most Window of
 // them), installs the snapshot in the registry and forgets older hours.
 func (l *Learner) Fit(end time.Time) error {
-	start := time.Now()
 	to := floorDiv(end.Unix(), 3600)
 	from := max(to-int64(l.cfg.Window/time.Hour), l.first)
 	if to <= from {
@@ -336,9 +334,8 @@ func (l *Learner) Fit(end time.Time) error {
 	l.reg.Store(s)
 	l.lastFit = to
 	l.stats.Fits++
-	l.stats.LastFit = time.Since(start)
 	l.log.Debug("event-time baseline fitted", "version", s.Version(), "hosts", s.Hosts(),
-		"data_from", s.DataFrom(), "data_to", s.DataTo(), "took", l.stats.LastFit)
+		"data_from", s.DataFrom(), "data_to", s.DataTo())
 	return nil
 }
 

@@ -307,3 +307,28 @@ func TestScheduler(t *testing.T) {
 		t.Error("zero interval accepted")
 	}
 }
+
+// BenchmarkLookup is the hot-path cost Layer 1 pays per spike-window host
+// row: an atomic load, a map lookup and a few exp calls.
+func BenchmarkLookup(b *testing.B) {
+	var r Registry
+	r.Store(sample(b, 1))
+	sb := NewSpikeBaselines(&r, SpikeWindows{Connections: time.Minute, BytesOutExternal: 5 * time.Minute})
+	host := netip.MustParseAddr("10.1.2.3")
+	at := t0.Add(15*24*time.Hour + 10*time.Hour).UnixMicro()
+	b.ReportAllocs()
+	for b.Loop() {
+		sb.Lookup(host, features.BaselineBytesOutExternal, at)
+	}
+}
+
+// BenchmarkTailProb is the upload scorer's per-host-hour cost.
+func BenchmarkTailProb(b *testing.B) {
+	s := sample(b, 1)
+	host := netip.MustParseAddr("10.1.2.3")
+	b.ReportAllocs()
+	for b.Loop() {
+		m, _ := s.HostModel(host)
+		m.TailProb(BytesOutExternal, 35, 500e6)
+	}
+}
