@@ -216,13 +216,30 @@ func TestLibrary(t *testing.T) {
 			if len(band) < 12 {
 				t.Fatalf("%d hours for %s, want most of the day", len(band), exfil.Hosts[0])
 			}
+			// Filtering by host changes no score: the population baseline
+			// stays every host's.
+			all := rowsOf(s.run(t, lib, "upload-anomalies", map[string]string{"min_z": "-1000", "min_bytes": "0", "limit": "100000"}))
+			zOf := map[string]float64{}
+			for _, r := range all {
+				zOf[str(r["host"])+"@"+str(r["hour"])] = num(t, r["z"])
+			}
+			population := 0
 			for _, r := range band {
 				if str(r["host"]) != exfil.Hosts[0].String() {
 					t.Fatalf("host filter let %v through", r["host"])
 				}
-				if num(t, r["band_high_bytes"]) < num(t, r["baseline_median_bytes"]) {
-					t.Errorf("band top below its median: %v", r)
+				if lo, med, hi := num(t, r["band_low_bytes"]), num(t, r["baseline_median_bytes"]), num(t, r["band_high_bytes"]); lo > med || med > hi {
+					t.Errorf("band %v <= %v <= %v out of order: %v", lo, med, hi, r)
 				}
+				if z, ok := zOf[str(r["host"])+"@"+str(r["hour"])]; !ok || z != num(t, r["z"]) {
+					t.Errorf("%v at %v: z %v with the host filter, %v without", r["host"], r["hour"], r["z"], z)
+				}
+				if str(r["baseline"]) == "population" {
+					population++
+				}
+			}
+			if population == 0 {
+				t.Error("no early hour of the exfiltration host was compared with the population")
 			}
 		},
 		"internal-fanout": func(t *testing.T) {

@@ -25,7 +25,9 @@
 -- is the modified z-score of Iglewicz and Hoaglin on the log scale (bytes
 -- are heavy-tailed); the MAD floor of 0.1 (about 10 % in bytes) keeps a
 -- host with near-constant uploads from alarming on small changes.
--- band_high_bytes is where z reaches 3.5: the top of the expected band.
+-- The expected band runs from band_low_bytes to band_high_bytes, where z
+-- reaches -3.5 and 3.5. The population is every host's hours, also when
+-- `host` selects one.
 WITH
     coalesce({to:Nullable(DateTime64(6, 'UTC'))},
              (SELECT max(window_end) FROM host_features WHERE window = {window:String})) AS t_to,
@@ -42,7 +44,6 @@ WITH
         WHERE window = {window:String}
           AND window_start >= toStartOfHour(t_from) - toIntervalDay({baseline_days:UInt32})
           AND window_start < t_to
-          AND ({host:Nullable(IPv6)} IS NULL OR host = {host:Nullable(IPv6)})
         GROUP BY host, hour
         HAVING bytes > 0
     ),
@@ -58,6 +59,7 @@ WITH
             groupArray(log1p(bytes)) OVER (PARTITION BY host ORDER BY hour_s
                 RANGE BETWEEN {baseline_days:UInt32} * 86400 PRECEDING AND 1 PRECEDING) AS past
         FROM hourly
+        WHERE {host:Nullable(IPv6)} IS NULL OR host = {host:Nullable(IPv6)}
     ),
     scored AS (
         SELECT
@@ -74,6 +76,7 @@ SELECT
     hour,
     bytes AS bytes_out_external,
     round((exp(med) - 1)) AS baseline_median_bytes,
+    round(greatest(0, exp(med - 3.5 * greatest(mad, 0.1) / 0.6745) - 1)) AS band_low_bytes,
     round(exp(med + 3.5 * greatest(mad, 0.1) / 0.6745) - 1) AS band_high_bytes,
     round(bytes / greatest(1, (exp(med) - 1)), 1) AS ratio,
     round(z, 2) AS z,
