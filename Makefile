@@ -14,7 +14,7 @@ DEMO_DIR ?= $(CURDIR)/ndr-data/demo
 DEMO_TCP_PORT ?= 19000
 DEMO_HTTP_PORT ?= 18123
 
-.PHONY: all build setup test lint proto proto-check demo demo-stop fuzz faults clean
+.PHONY: all build setup test lint proto proto-check demo demo-stop notebooks fuzz faults clean
 
 all: build
 
@@ -53,6 +53,11 @@ demo: build
 
 demo-stop:
 	@NDR=$(NDR) DEMO_DIR=$(DEMO_DIR) ./scripts/demo.sh stop
+
+## notebooks: execute every hunting notebook headless against a freshly seeded ClickHouse (fails on any error)
+notebooks: build
+	@./scripts/setup.sh notebooks
+	@NDR=$(NDR) ./scripts/notebooks.sh
 
 ## faults: kill and restart serve and ClickHouse while ndr send streams; prints sent, acked, stored
 FAULTS_EVENTS ?= 300000
