@@ -13,6 +13,7 @@
 set -euo pipefail
 : "${NDR:?}"
 root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root" # demo.sh replays testdata/ by relative path
 py=${NOTEBOOK_PYTHON:-/usr/bin/python3}
 [ -x "$py" ] || py=$(command -v python3)
 timeout=${NOTEBOOK_TIMEOUT:-600}
