@@ -15,6 +15,7 @@ import (
 
 	"github.com/ndr-go/ndr/ingest/server"
 	"github.com/ndr-go/ndr/ingest/spool"
+	"github.com/ndr-go/ndr/internal/api"
 	"github.com/ndr-go/ndr/internal/pipeline"
 	"github.com/ndr-go/ndr/scoring"
 )
@@ -115,7 +116,9 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 		return err
 	}
 	rw.Start(ctx)
-	outs := pipeline.Outputs{Signals: aw, Features: aw, Detections: []scoring.Sink{detectionStore(aw)}}
+	// Watchers of DetectionService see each detection as it is handed to the store.
+	watchers := api.NewBroadcaster(api.DefaultBroadcasterConfig(), time.Now)
+	outs := pipeline.Outputs{Signals: aw, Features: aw, Detections: []scoring.Sink{detectionStore(aw), watchers}}
 	if *out != "" {
 		f, err := os.OpenFile(*out, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
@@ -141,6 +144,7 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 	}
 	dur.start(ctx, writer, *checkpointEvery)
 	g, health := server.NewGRPCServer(gcfg, srv)
+	api.NewDetectionService(st.Store, watchers, env.log).Register(g, health)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- g.Serve(lis) }()
 	fmt.Fprintf(env.stdout, "ndr serve: gRPC on %s, storing in ClickHouse database %s\n", lis.Addr(), st.Database())
@@ -156,6 +160,7 @@ func runServe(ctx context.Context, args []string, env *environment) error {
 		runErr = fmt.Errorf("grpc serve: %w", err)
 	}
 	health.Shutdown()
+	watchers.Shutdown(ctx) // Watch streams never end by themselves; graceful stop would wait for them
 	gracefulStop(g, *drain)
 	// Every acknowledged batch is in the spool. Write and analyse what the
 	// stopped streams handed over, close every window (as at the end of
