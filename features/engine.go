@@ -156,16 +156,24 @@ type Engine struct {
 	hostBase      int64 // pane index of timeBase, host kind
 	pairBase      int64
 	hostKeepPanes int64
-	hostKeepSpan  int64
 	pairKeepPanes int64
-	hotMin        int
 	minT, maxT    int64
 	maxSpecSize   int64
 
-	hostShapes []hostShape
-	pairShapes []pairShape
-	hostSpecs  []hostSpec
-	pairSpecs  []pairSpec
+	hostShapes   []hostShape
+	pairShapes   []pairShape
+	hostSpecs    []hostSpec
+	pairSpecs    []pairSpec
+	hostClasses  []specClass
+	pairClasses  []specClass
+	sessionSpecs uint16 // bit of the COMMAND_EXCHANGE spec in pairSpecs
+	// evalMin: the fewest connections any pair signal or row needs;
+	// queueMin: pairs with fewer retained connections are never
+	// evaluated (evalMin, or 1 when exhaustive).
+	evalMin, queueMin uint32
+	// exhaustive turns every gate off (tests: gates must not change the
+	// output).
+	exhaustive bool
 
 	maxTS    int64
 	wm       int64
@@ -174,28 +182,34 @@ type Engine struct {
 
 	addrs addrTable
 
-	hosts      []host
-	hostFree   []int32
-	nHosts     int
-	hpanes     slab[hostPane]
-	hpFree     int32
-	nHostPanes int
+	hosts          []host
+	hostFree       []int32
+	nHosts         int
+	hpanes         slab[hostPane]
+	hpFree         int32
+	nHostPanes     int
+	paneHosts      []paneList[hostRef] // ring: the hosts with a pane there
+	hostClassLists [][]hostRef
+	hostRowLists   [][]hostRef // per shape: hosts owing a row at the next tiling end
+	hostVisits     []int32
 
-	pairs      slab[pair]
-	pairFree   []int32
-	nPairs     int
-	pairIDs    map[uint64]int32
-	ppanes     slab[pairPane]
-	ppFree     int32
-	nPairPanes int
-	plog       []pairLogSlot
-	hot        []hotRef
-	sweep      int
+	pairs          slab[pair]
+	pairFree       []int32
+	nPairs         int
+	pairIDs        map[uint64]int32
+	ppanes         slab[pairPane]
+	ppFree         int32
+	nPairPanes     int
+	plog           []pairLogSlot // ring of pair panes
+	pairClassLists [][]hotRef
+	pairRowLists   [][]hotRef
+	sessionChecks  []paneList[hotRef] // ring of pair ticks: sessions that may end there
+	pairVisits     []int32
 
 	hostRows      []hostRow
 	closed        []WindowBounds
-	hostOrder     []int32
-	pairOrder     []int32
+	hostOrder     []rowKey
+	pairOrder     []rowKey
 	pairRows      []pairRow
 	signals       []Signal
 	metricBlock   []Metric
@@ -208,13 +222,19 @@ type Engine struct {
 	hostRB, pairRB *array.RecordBuilder
 
 	// scratch, reused
-	dueShapes    []int
-	shapeMasks   [][]uint64
-	scratchMask  []uint64
-	scratchAggs  []hostAgg
-	portHosts    [][]uint32
-	portTouched  [][]uint16
-	scratchTS    []int64
+	spikes        [maxHostSpecs]spikeEval
+	shapeMasks    [][]uint64
+	scratchMask   []uint64
+	scratchAggs   []hostAgg
+	scratchGroups []int
+	portHosts     [][]uint32
+	portTouched   [][]uint16
+	scratchTS     []int64
+	// evictDry is the sealed bound at which a cap eviction last left no
+	// candidate; until the watermark seals another pane none can appear
+	// (new pairs start at or after the watermark), so the scan is skipped.
+	evictDry     int64
+	evictDryOK   bool
 	scratchLog   []pairLogEntry
 	scratchPanes []*pairPane
 	scratchSrc   []uint32
@@ -257,6 +277,9 @@ func NewEngine(cfg Config, emit Emitter, logger *slog.Logger, alloc memory.Alloc
 		overflowLog: eventLimiter{every: int64(time.Minute / time.Microsecond)},
 		lateLog:     eventLimiter{every: int64(time.Minute / time.Microsecond)},
 	}
+	// Host panes come in smaller chunks: a chunk is a fixed overhead of
+	// any engine that tracks a host, and hosts are far fewer than pairs.
+	e.hpanes.setChunk(12)
 	e.cfg.LocalNetworks = slices.Clone(cfg.LocalNetworks)
 	for _, p := range cfg.LocalNetworks {
 		p = p.Masked()
@@ -284,19 +307,23 @@ func NewEngine(cfg Config, emit Emitter, logger *slog.Logger, alloc memory.Alloc
 	e.stagingPorts = newPortSet(s.DataStaging.Ports)
 	e.addrs = newAddrTable(maxAddrs)
 
-	// Shapes and specs.
+	// Shapes, specs and classes.
+	classOf := func(classes *[]specClass, hop int64, spec int) int {
+		c := slices.IndexFunc(*classes, func(x specClass) bool { return x.hop == hop })
+		if c < 0 {
+			*classes = append(*classes, specClass{hop: hop})
+			c = len(*classes) - 1
+		}
+		(*classes)[c].specs |= 1 << uint(spec)
+		return c
+	}
 	addHost := func(on bool, typ SignalType, w Window) {
 		if !on {
 			return
 		}
 		size, hop := w.Size.micros(), w.Hop.micros()
-		k := slices.IndexFunc(e.hostShapes, func(h hostShape) bool { return h.size == size })
-		if k < 0 {
+		if !slices.ContainsFunc(e.hostShapes, func(h hostShape) bool { return h.size == size }) {
 			e.hostShapes = append(e.hostShapes, hostShape{size: size, panes: size / e.g.hostPane, name: time.Duration(w.Size).String()})
-			k = len(e.hostShapes) - 1
-		}
-		if !slices.Contains(e.hostShapes[k].hops, hop) {
-			e.hostShapes[k].hops = append(e.hostShapes[k].hops, hop)
 		}
 		e.hostSpecs = append(e.hostSpecs, hostSpec{typ: typ, size: size, hop: hop})
 		e.maxSpecSize = max(e.maxSpecSize, size)
@@ -309,11 +336,12 @@ func NewEngine(cfg Config, emit Emitter, logger *slog.Logger, alloc memory.Alloc
 	addHost(s.DataStaging.Enabled, DataStaging, s.DataStaging.Window)
 	addHost(s.OutboundSpike.Enabled, OutboundSpike, s.OutboundSpike.Window)
 	addHost(s.DestinationDiversity.Enabled, DestinationDiversity, s.DestinationDiversity.Window)
-	// Shapes ascending by size: evalHost fills them in one walk.
+	// Shapes ascending by size, so that rows come out in that order.
 	slices.SortFunc(e.hostShapes, func(a, b hostShape) int { return cmp.Compare(a.size, b.size) })
 	for i := range e.hostSpecs {
 		sp := &e.hostSpecs[i]
 		sp.shape = slices.IndexFunc(e.hostShapes, func(h hostShape) bool { return h.size == sp.size })
+		sp.class = classOf(&e.hostClasses, sp.hop, i)
 	}
 
 	addPair := func(on bool, typ SignalType, w Window) {
@@ -326,26 +354,26 @@ func NewEngine(cfg Config, emit Emitter, logger *slog.Logger, alloc memory.Alloc
 			e.pairShapes = append(e.pairShapes, pairShape{size: size, panes: size / e.g.pairPane, name: time.Duration(w.Size).String()})
 			k = len(e.pairShapes) - 1
 		}
-		if !slices.Contains(e.pairShapes[k].hops, hop) {
-			e.pairShapes[k].hops = append(e.pairShapes[k].hops, hop)
-		}
-		e.pairSpecs = append(e.pairSpecs, pairSpec{typ: typ, shape: k, hop: hop})
+		e.pairSpecs = append(e.pairSpecs, pairSpec{typ: typ, shape: k, size: size, hop: hop})
+		e.pairSpecs[len(e.pairSpecs)-1].class = classOf(&e.pairClasses, hop, len(e.pairSpecs)-1)
 		e.maxSpecSize = max(e.maxSpecSize, size)
 	}
 	addPair(s.PeriodicBeacon.Enabled, PeriodicBeacon, s.PeriodicBeacon.Window)
 	addPair(s.PersistentDestination.Enabled, PersistentDestination, s.PersistentDestination.Window)
-	e.hotMin = cfg.Output.PairRowMinConnections
+	hotMin := cfg.Output.PairRowMinConnections
 	if s.PeriodicBeacon.Enabled {
-		e.hotMin = min(e.hotMin, s.PeriodicBeacon.MinConnections)
+		hotMin = min(hotMin, s.PeriodicBeacon.MinConnections)
 	}
 	if s.PersistentDestination.Enabled {
-		e.hotMin = min(e.hotMin, s.PersistentDestination.MinConnections)
+		hotMin = min(hotMin, s.PersistentDestination.MinConnections)
 	}
 	if s.CommandExchange.Enabled {
-		e.pairSpecs = append(e.pairSpecs, pairSpec{typ: CommandExchange, shape: len(e.pairShapes)})
-		e.hotMin = min(e.hotMin, s.CommandExchange.MinExchanges)
+		e.sessionSpecs = 1 << uint(len(e.pairSpecs))
+		e.pairSpecs = append(e.pairSpecs, pairSpec{typ: CommandExchange, shape: len(e.pairShapes), class: -1})
+		hotMin = min(hotMin, s.CommandExchange.MinExchanges)
 	}
-	e.hotMin = max(e.hotMin, 1)
+	e.evalMin = uint32(max(hotMin, 1))
+	e.queueMin = e.evalMin
 	for i := range e.hostShapes {
 		e.hostShapes[i].nameB = []byte(e.hostShapes[i].name)
 	}
@@ -353,6 +381,10 @@ func NewEngine(cfg Config, emit Emitter, logger *slog.Logger, alloc memory.Alloc
 		e.pairShapes[i].nameB = []byte(e.pairShapes[i].name)
 	}
 	e.sessionName = []byte(SessionWindowName)
+	e.hostClassLists = make([][]hostRef, len(e.hostClasses))
+	e.hostRowLists = make([][]hostRef, len(e.hostShapes))
+	e.pairClassLists = make([][]hotRef, len(e.pairClasses))
+	e.pairRowLists = make([][]hotRef, len(e.pairShapes))
 
 	// Pane geometry.
 	minPaneUS := int64(math.MaxInt64)
@@ -360,11 +392,12 @@ func NewEngine(cfg Config, emit Emitter, logger *slog.Logger, alloc memory.Alloc
 		e.hostBase = floorDiv(timeBase, p)
 		e.hostKeepPanes = e.g.hostKeep / p
 		late := (e.lateness + p - 1) / p
-		// Valid host panes after a tick span at most keep + late + 1
-		// (see cleanHost); two more for the pane kept one pass longer.
-		e.hostKeepSpan = e.hostKeepPanes + late + 2
+		// Set bits lie in a ring of panes from the last cleaning up: a
+		// cleaning at a tick leaves the keep panes of the windows ending
+		// there, and events land at most late panes past the tick, so
+		// keep + late panes never alias (see cleanHost).
 		words := 1
-		for int64(64*words) <= e.hostKeepSpan+1 {
+		for int64(64*words) < e.hostKeepPanes+late {
 			words *= 2
 		}
 		e.geo = setGeom{words: words, ring: uint32(64 * words), stride: 1 + words, cap: uint32(cfg.Limits.MaxSetElements)}
@@ -376,18 +409,26 @@ func NewEngine(cfg Config, emit Emitter, logger *slog.Logger, alloc memory.Alloc
 		}
 		e.scratchMask = make([]uint64, words)
 		e.scratchAggs = make([]hostAgg, len(e.hostShapes))
+		// Per-pane host lists live from the pane's first event (up to
+		// late + 1 panes ahead of the tick) until it leaves every window
+		// (keep + 1 panes behind).
+		e.paneHosts = make([]paneList[hostRef], ringSize(e.hostKeepPanes+late+4))
+		for i := range e.paneHosts {
+			e.paneHosts[i].idx = math.MinInt64
+		}
 	}
 	if p := e.g.pairPane; p > 0 {
 		e.pairBase = floorDiv(timeBase, p)
 		e.pairKeepPanes = (e.g.pairKeep + p - 1) / p
 		late := (e.lateness + p - 1) / p
-		n := 4
-		for int64(n) < late+3 {
-			n *= 2
-		}
-		e.plog = make([]pairLogSlot, n)
+		e.plog = make([]pairLogSlot, ringSize(e.pairKeepPanes+late+4))
 		for i := range e.plog {
 			e.plog[i].idx = math.MinInt64
+		}
+		gap := cfg.Signals.CommandExchange.Session.Gap.micros()
+		e.sessionChecks = make([]paneList[hotRef], ringSize((gap+p-1)/p+4))
+		for i := range e.sessionChecks {
+			e.sessionChecks[i].idx = math.MinInt64
 		}
 		minPaneUS = min(minPaneUS, p)
 	}
@@ -396,6 +437,15 @@ func NewEngine(cfg Config, emit Emitter, logger *slog.Logger, alloc memory.Alloc
 	span := (int64(math.MaxInt32) - 1<<24) * minPaneUS
 	e.minT, e.maxT = timeBase-span, timeBase+span
 	return e, nil
+}
+
+// ringSize is the smallest power of two of at least n (and 4).
+func ringSize(n int64) int {
+	r := 4
+	for int64(r) < n {
+		r *= 2
+	}
+	return r
 }
 
 // SetBaselines installs per-host baselines for the spike signals; nil
@@ -547,8 +597,6 @@ func (e *Engine) advance(ctx context.Context) error {
 			// Nothing can close: jump to the watermark.
 			e.lastTick = floorDiv(e.wm, e.g.tick) * e.g.tick
 			e.nextTick = e.lastTick + e.g.tick
-			clear(e.hot)
-			e.hot = e.hot[:0]
 			return nil
 		}
 		T := e.nextTick
@@ -579,41 +627,24 @@ func (e *Engine) tick(ctx context.Context, T int64) error {
 
 func (e *Engine) flushTick(ctx context.Context, T int64) error {
 	// Rows are sorted so that the output does not depend on arrival
-	// order or on internal ids. An index is sorted, not the rows, which
-	// are large; the keys are precomputed integers.
-	hr, pr := e.hostRows, e.pairRows
-	e.hostOrder = sortIndex(e.hostOrder, len(hr), func(a, b int32) int {
-		x, y := &hr[a], &hr[b]
-		if c := cmp.Compare(x.shape, y.shape); c != 0 { // shapes are in size order
-			return c
-		}
-		if c := cmp.Compare(x.hostHi, y.hostHi); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.hostLo, y.hostLo)
-	})
-	e.pairOrder = sortIndex(e.pairOrder, len(pr), func(a, b int32) int {
-		x, y := &pr[a], &pr[b]
-		if c := cmp.Compare(x.shape, y.shape); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(x.srcHi, y.srcHi); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(x.srcLo, y.srcLo); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(x.dstHi, y.dstHi); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(x.dstLo, y.dstLo); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(x.port, y.port); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.start, y.start)
-	})
+	// order or on internal ids: keys are copied next to the row index,
+	// so the sort touches no row.
+	e.hostOrder = e.hostOrder[:0]
+	for i := range e.hostRows {
+		r := &e.hostRows[i]
+		hi, lo := r.host.halves()
+		e.hostOrder = append(e.hostOrder, rowKey{k0: uint64(r.shape), k1: hi, k2: lo, idx: int32(i)})
+	}
+	slices.SortFunc(e.hostOrder, compareRowKeys)
+	e.pairOrder = e.pairOrder[:0]
+	for i := range e.pairRows {
+		r := &e.pairRows[i]
+		e.pairOrder = append(e.pairOrder, rowKey{
+			k0: uint64(r.shape), k1: r.srcHi, k2: r.srcLo, k3: r.dstHi, k4: r.dstLo,
+			k5: uint64(r.port), k6: uint64(r.start) ^ 1<<63, idx: int32(i),
+		})
+	}
+	slices.SortFunc(e.pairOrder, compareRowKeys)
 	slices.SortFunc(e.signals, compareSignals)
 
 	if e.hostRB == nil {
@@ -646,14 +677,28 @@ func (e *Engine) flushTick(ctx context.Context, T int64) error {
 	return nil
 }
 
-// sortIndex fills idx with 0..n-1 sorted by cmp.
-func sortIndex(idx []int32, n int, cmp func(a, b int32) int) []int32 {
-	idx = idx[:0]
-	for i := range int32(n) {
-		idx = append(idx, i)
+// rowKey is a row's sort key, compared field by field, and its index.
+type rowKey struct {
+	k0, k1, k2, k3, k4, k5, k6 uint64
+	idx                        int32
+}
+
+func compareRowKeys(a, b rowKey) int {
+	switch {
+	case a.k0 != b.k0:
+		return cmp.Compare(a.k0, b.k0)
+	case a.k1 != b.k1:
+		return cmp.Compare(a.k1, b.k1)
+	case a.k2 != b.k2:
+		return cmp.Compare(a.k2, b.k2)
+	case a.k3 != b.k3:
+		return cmp.Compare(a.k3, b.k3)
+	case a.k4 != b.k4:
+		return cmp.Compare(a.k4, b.k4)
+	case a.k5 != b.k5:
+		return cmp.Compare(a.k5, b.k5)
 	}
-	slices.SortFunc(idx, cmp)
-	return idx
+	return cmp.Compare(a.k6, b.k6)
 }
 
 func compareSignals(a, b Signal) int {

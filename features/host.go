@@ -7,32 +7,59 @@ import (
 
 // Host state: one entry per tracked internal source, its non-empty panes
 // in a list (newest first) and its distinct sets (sets.go).
+//
+// Work per tick is proportional to the hosts that changed, never to all
+// tracked hosts (see doc.go, "Evaluation"):
+//
+//   - paneHosts lists, per pane, the hosts with a pane there. When a pane
+//     seals, its hosts are registered for the tiling rows that will hold
+//     it and prechecked against every signal's threshold; when a pane
+//     leaves the retained range, its hosts whose newest pane it was are
+//     evicted.
+//   - A class groups the host signals of one hop. A host is on a class's
+//     list while some signal of the class may cross its threshold at the
+//     class's next hop; a host whose gates all fail leaves the list until
+//     one of its panes seals again. A gate is a necessary condition of the
+//     signal computed from pane sums (hostGate), so skipping a host whose
+//     gates fail changes no output.
 
 type host struct {
-	addr uint32 // address id
-	live bool
+	set      elemSet
+	lastTS   int64 // newest event time seen, for LRU eviction
+	cleanLow int64 // set bits lie in [cleanLow, cleanLow + ring) panes
+	addr     uint32
+	gen      uint32 // bumped on eviction: list references carry it
 	// panes is the newest pane, -1 when none; the list runs newest to
 	// oldest, so the open panes, where events land, are at its front.
-	panes int32
-	// lastTS is the newest event time seen, for idle and LRU eviction.
-	lastTS int64
-	// cleanLow: set bits of panes before it have been cleared.
-	cleanLow int64
-	set      elemSet
+	panes   int32
+	visit   int32 // tick (host pane index) of the last visit scheduled
+	live    bool
+	classes uint8 // bit c: on the list of host class c
+}
+
+// hostRef names a host slot in a list; a stale reference (the slot was
+// evicted, perhaps reused) has an older gen.
+type hostRef struct {
+	id  int32
+	gen uint32
 }
 
 // hostPane aggregates one host's connections in one pane. Times are µs
 // offsets from the pane start.
 type hostPane struct {
-	idx          int32 // pane index, Engine.hostIdx
-	next         int32
-	conns        uint32
-	failed       uint32
-	known        uint32 // connections with a known conn_state
-	staging      uint32
-	large        uint32
-	first, last  uint32
+	idx         int32 // pane index, Engine.hostIdx
+	next        int32
+	conns       uint32
+	failed      uint32
+	known       uint32 // connections with a known conn_state
+	staging     uint32
+	first, last uint32
+	// distinct[gatePort...]: the pane's own distinct count of the tags
+	// gates read (saturating: MaxUint16 means at least that). Summed over
+	// a window it bounds the window's distinct count from above.
+	distinct     [numGateTags]uint16
 	refused      [numTags]uint16 // set elements refused at the cap, saturating
+	privMask     uint64          // bit i: the i-th privileged port used towards an internal host
 	bytesOut     uint64
 	bytesIn      uint64
 	bytesOutExt  uint64
@@ -40,13 +67,39 @@ type hostPane struct {
 	largeBytes   uint64
 }
 
+// Tags whose per-pane distinct counts gates read.
+const (
+	gatePort = iota
+	gateCombo
+	gatePriv
+	gateLarge
+	numGateTags
+)
+
+// gateOf maps a tag to its gate counter, -1 for none.
+func gateOf(tag int) int {
+	switch tag {
+	case tagPort:
+		return gatePort
+	case tagCombo:
+		return gateCombo
+	case tagPriv:
+		return gatePriv
+	case tagLarge:
+		return gateLarge
+	}
+	return -1
+}
+
 // hostAgg is the sum of panes over a window.
 type hostAgg struct {
-	conns, failed, known, staging, large uint32
-	bytesOut, bytesIn, bytesOutExt       uint64
-	stagingBytes, largeBytes             uint64
-	first, last                          int64
-	refused                              [numTags]uint32
+	conns, failed, known, staging  uint32
+	bytesOut, bytesIn, bytesOutExt uint64
+	stagingBytes, largeBytes       uint64
+	first, last                    int64
+	privMask                       uint64
+	refused                        [numTags]uint32
+	distinct                       [numGateTags]uint32
 }
 
 func (a *hostAgg) addPane(p *hostPane, start int64) {
@@ -60,26 +113,68 @@ func (a *hostAgg) addPane(p *hostPane, start int64) {
 	a.failed += p.failed
 	a.known += p.known
 	a.staging += p.staging
-	a.large += p.large
 	a.bytesOut += p.bytesOut
 	a.bytesIn += p.bytesIn
 	a.bytesOutExt += p.bytesOutExt
 	a.stagingBytes += p.stagingBytes
 	a.largeBytes += p.largeBytes
-	for i, r := range p.refused {
-		a.refused[i] += uint32(r)
+	a.privMask |= p.privMask
+	for i := range p.refused {
+		a.refused[i] += uint32(p.refused[i])
+	}
+	for i, d := range p.distinct {
+		if d == math.MaxUint16 {
+			a.distinct[i] = math.MaxUint32 / 2 // at least this many: no gate bound fails
+		} else if a.distinct[i] < math.MaxUint32/2 {
+			a.distinct[i] += uint32(d)
+		}
 	}
 }
 
+// bound is an upper bound of the window's distinct count of tag, refused
+// insertions included (as rows count them).
+func (a *hostAgg) bound(tag int) uint32 {
+	return a.distinct[gateOf(tag)] + min(a.refused[tag], math.MaxUint32/2)
+}
+
 // hostShape is one window size of the host kind. Every host window with
-// this size is evaluated from the same pass; a shape is due at a tick when
-// one of its windows' hops divides the tick.
+// this size is evaluated from the same pass.
 type hostShape struct {
 	size  int64 // µs
 	panes int64
-	hops  []int64
 	name  string
 	nameB []byte // name, for the dictionary builder without a conversion
+}
+
+// specClass is the set of signals of one kind that share a hop.
+type specClass struct {
+	hop   int64  // µs
+	specs uint16 // bit i: spec i
+}
+
+// paneList is one slot of a ring of per-pane lists.
+type paneList[T any] struct {
+	idx  int64 // pane index the slot holds
+	refs []T
+}
+
+// slotFor returns the ring slot of pane idx, emptied if it held another.
+func slotFor[T any](ring []paneList[T], idx int64) *paneList[T] {
+	s := &ring[uint64(idx)&uint64(len(ring)-1)]
+	if s.idx != idx {
+		s.idx = idx
+		s.refs = s.refs[:0]
+	}
+	return s
+}
+
+// slotAt returns the ring slot of pane idx, or nil if it holds another.
+func slotAt[T any](ring []paneList[T], idx int64) *paneList[T] {
+	s := &ring[uint64(idx)&uint64(len(ring)-1)]
+	if s.idx != idx {
+		return nil
+	}
+	return s
 }
 
 // newHostPane takes a pane from the free list or grows the slab.
@@ -104,9 +199,10 @@ func (e *Engine) freeHostPane(i int32) {
 	e.nHostPanes--
 }
 
-// hostPaneFor returns h's pane idx, creating it in order. Events land in
-// the open panes, at the front of the list.
-func (e *Engine) hostPaneFor(h *host, idx int32) *hostPane {
+// hostPaneFor returns h's pane idx, creating it in order (and listing
+// the host under that pane). Events land in the open panes, at the front
+// of the list.
+func (e *Engine) hostPaneFor(hid int32, h *host, idx int32) *hostPane {
 	prev := int32(-1)
 	cur := h.panes
 	for cur >= 0 {
@@ -126,6 +222,8 @@ func (e *Engine) hostPaneFor(h *host, idx int32) *hostPane {
 	} else {
 		e.hpanes.at(prev).next = n
 	}
+	s := slotFor(e.paneHosts, int64(idx))
+	s.refs = append(s.refs, hostRef{hid, h.gen})
 	return e.hpanes.at(n)
 }
 
@@ -135,12 +233,12 @@ func (e *Engine) hostPaneFor(h *host, idx int32) *hostPane {
 func (e *Engine) addHost(hid int32, c *connView) {
 	h := &e.hosts[hid]
 	pidx := int32(e.hostIdx(c.t))
-	if int64(pidx)-int64(e.geo.ring) >= h.cleanLow {
-		// A pane far ahead of the last clean would share ring bits with
-		// panes not yet cleared.
+	if int64(pidx) >= h.cleanLow+int64(e.geo.ring) {
+		// A pane past the ring would share bits with panes not yet
+		// cleared.
 		e.cleanHost(h, e.hostLow())
 	}
-	p := e.hostPaneFor(h, pidx)
+	p := e.hostPaneFor(hid, h, pidx)
 	off := uint32(c.t - e.hostStart(pidx))
 	if p.conns == 0 || off < p.first {
 		p.first = off
@@ -168,7 +266,8 @@ func (e *Engine) addHost(hid int32, c *connView) {
 	if c.dstInternal {
 		e.addElem(h, p, elem(tagIHost, 0, c.dst), pidx, int64(c.dst))
 		e.addElem(h, p, elem(tagCombo, c.port, c.dst), pidx, int64(c.dst))
-		if e.privPorts.has(c.port) {
+		if pi := e.privPorts.index(c.port); pi >= 0 {
+			p.privMask |= 1 << uint(pi)
 			e.addElem(h, p, elem(tagPriv, 0, c.dst), pidx, int64(c.dst))
 		}
 		if e.stagingPorts.has(c.port) && c.out+c.in > e.cfg.Signals.DataStaging.TransferBytesOver {
@@ -178,17 +277,17 @@ func (e *Engine) addHost(hid int32, c *connView) {
 		return
 	}
 	p.bytesOutExt += c.out
+	e.addElem(h, p, elem(tagXHost, 0, c.dst), pidx, int64(c.dst))
 	if c.out > e.cfg.Signals.DestinationDiversity.ConnectionBytesOver {
-		p.large++
 		p.largeBytes += c.out
 		e.addElem(h, p, elem(tagLarge, 0, c.dst), pidx, int64(c.dst))
 	}
 }
 
 func (e *Engine) addElem(h *host, p *hostPane, el uint64, pidx int32, addr int64) {
-	isNew, refused := h.set.add(&e.geo, el, pidx)
+	isNew, refused, first := h.set.add(&e.geo, el, pidx)
+	t := elemTag(el)
 	if refused {
-		t := elemTag(el)
 		if p.refused[t] < math.MaxUint16 {
 			p.refused[t]++
 		}
@@ -197,6 +296,9 @@ func (e *Engine) addElem(h *host, p *hostPane, el uint64, pidx int32, addr int64
 			e.overflow(n, "distinct set full: new elements are counted, not stored", "host", e.addrs.keys[h.addr].addr())
 		}
 		return
+	}
+	if g := gateOf(t); first && g >= 0 && p.distinct[g] < math.MaxUint16 {
+		p.distinct[g]++
 	}
 	if isNew && addr >= 0 {
 		e.addrs.ref(uint32(addr))
@@ -209,13 +311,14 @@ func (e *Engine) hostLow() int64 {
 	return e.hostIdx(e.lastTick) + 1 - e.hostKeepPanes
 }
 
-// cleanHost clears set bits of every pane outside [low, low+keepSpan),
-// the panes that can still hold data after the tick that made low the
-// oldest needed pane, and deletes elements left without any bit.
+// cleanHost clears the set bits of panes before low and deletes elements
+// left without any bit. Set bits lie in [cleanLow, cleanLow + ring), so
+// those of [cleanLow, low) go and those of [low, cleanLow + ring) stay,
+// however long ago the last cleaning was; afterwards they lie in [low,
+// low + ring).
 func (e *Engine) cleanHost(h *host, low int64) {
 	keep := e.scratchMask[:e.geo.words]
-	ringMask(keep, low, low+e.hostKeepSpan, e.geo.ring)
-	h.cleanLow = low
+	e.keepMask(keep, h, low)
 	st := e.geo.stride
 	s := h.set.slots
 	for j := 0; j < len(s); j += st {
@@ -230,6 +333,17 @@ func (e *Engine) cleanHost(h *host, low int64) {
 			h.set.del(&e.geo, j/st)
 		}
 	}
+	h.set.shrink(&e.geo)
+}
+
+// keepMask fills keep with the ring bits that stay when h is cleaned up
+// to low, and moves h.cleanLow there.
+func (e *Engine) keepMask(keep []uint64, h *host, low int64) {
+	if low < h.cleanLow {
+		low = h.cleanLow
+	}
+	ringMask(keep, low, h.cleanLow+int64(e.geo.ring), e.geo.ring)
+	h.cleanLow = low
 }
 
 // keepBits masks an element's bitmap with keep and reports whether any
@@ -266,7 +380,8 @@ func (e *Engine) newHost(addr uint32, t int64) int32 {
 		i = int32(len(e.hosts))
 		e.hosts = append(e.hosts, host{})
 	}
-	e.hosts[i] = host{addr: addr, live: true, panes: -1, lastTS: t, cleanLow: e.hostLow()}
+	gen := e.hosts[i].gen
+	e.hosts[i] = host{addr: addr, gen: gen, live: true, panes: -1, lastTS: t, cleanLow: e.hostLow(), visit: math.MinInt32}
 	e.addrs.ref(addr)
 	e.addrs.meta[addr].host = i
 	e.nHosts++
@@ -285,7 +400,7 @@ func (e *Engine) evictHost(i int32) {
 	}
 	e.addrs.meta[h.addr].host = -1
 	e.addrs.unref(h.addr)
-	*h = host{panes: -1}
+	*h = host{panes: -1, gen: h.gen + 1}
 	e.hostFree = append(e.hostFree, i)
 	e.nHosts--
 }
@@ -324,47 +439,6 @@ func (e *Engine) evictOldestHosts() {
 	}
 }
 
-// hostTick evaluates the host shapes due at tick T and trims or evicts
-// host state no later window needs.
-func (e *Engine) hostTick(T int64) {
-	tp := e.hostIdx(T) // panes before tp are complete
-	due := e.dueShapes[:0]
-	for k := range e.hostShapes {
-		for _, hop := range e.hostShapes[k].hops {
-			if floorMod(T, hop) == 0 {
-				due = append(due, k)
-				break
-			}
-		}
-	}
-	e.dueShapes = due
-	var largest int64
-	for _, k := range due {
-		largest = max(largest, e.hostShapes[k].panes)
-	}
-	for k, idx := range due {
-		ringMask(e.shapeMasks[k], tp-e.hostShapes[idx].panes, tp, e.geo.ring)
-		e.closed = append(e.closed, WindowBounds{"host", e.hostShapes[idx].name, T - e.hostShapes[idx].size, T})
-	}
-
-	deep := largest == e.hostKeepPanes // the walk reaches the oldest needed pane
-	for i := range e.hosts {
-		h := &e.hosts[i]
-		if !h.live {
-			continue
-		}
-		if h.panes < 0 || int64(e.hpanes.at(h.panes).idx) < tp-e.hostKeepPanes {
-			// Nothing for this tick's windows or any later one.
-			e.stats.HostsEvictedIdle++
-			e.evictHost(int32(i))
-			continue
-		}
-		if len(due) > 0 {
-			e.evalHost(int32(i), tp, T, due, largest, deep)
-		}
-	}
-}
-
 // freeHostPanes frees a list of panes.
 func (e *Engine) freeHostPanes(p int32) {
 	for p >= 0 {
@@ -374,32 +448,344 @@ func (e *Engine) freeHostPanes(p int32) {
 	}
 }
 
-// evalHost computes the rows of host i for the due shapes at tick T
-// (largest: the largest due shape, in panes). A deep walk (the largest
-// due shape is the largest kept) also frees the panes before its window,
-// which no later tick needs; shallower ticks leave them for the next deep
-// one (at most one hop of the largest window later).
-func (e *Engine) evalHost(i int32, tp, T int64, due []int, largest int64, deep bool) {
-	h := &e.hosts[i]
-	n := len(due)
-	aggs := e.scratchAggs[:n]
+// hostRefOK reports whether r still names the live host it was taken
+// from.
+func (e *Engine) hostRefOK(r hostRef) bool {
+	h := &e.hosts[r.id]
+	return h.live && h.gen == r.gen
+}
+
+// hostTick closes the host panes and windows that end at T: it evicts
+// hosts left with nothing in any window, seals pane tp-1, then visits the
+// hosts that may fire a signal or owe a tiling row at T.
+func (e *Engine) hostTick(T int64) {
+	tp := e.hostIdx(T) // panes before tp are complete
+
+	// Hosts whose newest pane is the one that just left every window.
+	if s := slotAt(e.paneHosts, tp-e.hostKeepPanes-1); s != nil {
+		for _, r := range s.refs {
+			if !e.hostRefOK(r) {
+				continue
+			}
+			if h := &e.hosts[r.id]; int64(e.hpanes.at(h.panes).idx) < tp-e.hostKeepPanes {
+				e.stats.HostsEvictedIdle++
+				e.evictHost(r.id)
+			}
+		}
+		s.refs = s.refs[:0]
+		s.idx = math.MinInt64
+	}
+
+	var rowShapes uint8
+	for k := range e.hostShapes {
+		if sh := &e.hostShapes[k]; floorMod(T, sh.size) == 0 {
+			rowShapes |= 1 << uint(k)
+			e.closed = append(e.closed, WindowBounds{"host", sh.name, T - sh.size, T})
+		}
+	}
+	var classDue uint8
+	for c := range e.hostClasses {
+		if floorMod(T, e.hostClasses[c].hop) == 0 {
+			classDue |= 1 << uint(c)
+		}
+	}
+
+	if s := slotAt(e.paneHosts, tp-1); s != nil {
+		e.sealHosts(T, tp, s.refs)
+	}
+
+	// Visits: hosts on the lists of the classes due now, and hosts owing
+	// a tiling row.
+	vs := e.hostVisits[:0]
+	stamp := int32(tp)
+	visit := func(r hostRef) {
+		if !e.hostRefOK(r) {
+			return
+		}
+		if h := &e.hosts[r.id]; h.visit != stamp {
+			h.visit = stamp
+			vs = append(vs, r.id)
+		}
+	}
+	for c := range e.hostClasses {
+		if classDue&(1<<uint(c)) == 0 {
+			continue
+		}
+		for _, r := range e.hostClassLists[c] {
+			if e.hostRefOK(r) && e.hosts[r.id].classes&(1<<uint(c)) != 0 {
+				visit(r)
+			}
+		}
+	}
+	for k := range e.hostShapes {
+		if rowShapes&(1<<uint(k)) != 0 {
+			for _, r := range e.hostRowLists[k] {
+				visit(r)
+			}
+			e.hostRowLists[k] = e.hostRowLists[k][:0]
+		}
+	}
+	e.hostVisits = vs
+	for _, id := range vs {
+		e.visitHost(id, T, tp, classDue, rowShapes)
+	}
+
+	// Class lists keep the hosts that stayed on them.
+	for c := range e.hostClasses {
+		if classDue&(1<<uint(c)) == 0 {
+			continue
+		}
+		bit := uint8(1) << uint(c)
+		l := e.hostClassLists[c]
+		kept := l[:0]
+		for _, r := range l {
+			if e.hostRefOK(r) && e.hosts[r.id].classes&bit != 0 {
+				kept = append(kept, r)
+			}
+		}
+		e.hostClassLists[c] = kept
+	}
+}
+
+// sealHosts handles the hosts of pane tp-1, which sealed at T: each is
+// registered for the tiling rows that hold the pane, and put on the list
+// of every class one of whose signals may cross its threshold at the
+// class's next hop, judging by the panes sealed so far. A later seal
+// repeats the check with the panes sealed by then.
+func (e *Engine) sealHosts(T, tp int64, refs []hostRef) {
+	// Each spec's window at its class's next hop, as the oldest pane
+	// index; groups of equal bounds share a sum.
+	type group struct {
+		lo  int64
+		agg hostAgg
+	}
+	var groups [maxHostSpecs]group
+	var specGroup [maxHostSpecs]int
+	ng := 0
+	for i := range e.hostSpecs {
+		sp := &e.hostSpecs[i]
+		next := -floorDiv(-T, sp.hop) * sp.hop
+		lo := e.hostIdx(next - sp.size)
+		g := 0
+		for g < ng && groups[g].lo != lo {
+			g++
+		}
+		if g == ng {
+			groups[g].lo = lo
+			ng++
+		}
+		specGroup[i] = g
+	}
+	// Widest window first.
+	order := e.scratchGroups[:0]
+	for g := range ng {
+		order = append(order, g)
+	}
+	slices.SortFunc(order, func(a, b int) int { return int(groups[a].lo - groups[b].lo) })
+	e.scratchGroups = order
+	var rowLo [maxShapes]int64
+	for k := range e.hostShapes {
+		sh := &e.hostShapes[k]
+		rowLo[k] = e.hostIdx(floorDiv(T-e.g.hostPane, sh.size) * sh.size)
+	}
+	allClasses := uint8(1)<<uint(len(e.hostClasses)) - 1
+
+	for _, r := range refs {
+		if !e.hostRefOK(r) {
+			continue
+		}
+		h := &e.hosts[r.id]
+		// The sealed pane and the next older one.
+		p := h.panes
+		for p >= 0 && int64(e.hpanes.at(p).idx) >= tp {
+			p = e.hpanes.at(p).next
+		}
+		if p < 0 || int64(e.hpanes.at(p).idx) != tp-1 {
+			continue // unreachable: a listed host has its pane
+		}
+		older := e.hpanes.at(p).next
+		olderIdx := int64(math.MinInt64)
+		if older >= 0 {
+			olderIdx = int64(e.hpanes.at(older).idx)
+		}
+		// The first pane of a tiling window to seal registers the row.
+		for k := range e.hostShapes {
+			if olderIdx < rowLo[k] {
+				e.hostRowLists[k] = append(e.hostRowLists[k], r)
+			}
+		}
+		missing := allClasses &^ h.classes
+		if missing == 0 {
+			continue
+		}
+		if e.exhaustive {
+			e.joinHostClasses(r, missing)
+			continue
+		}
+		// Sums of the sealed panes over each group's window, widening.
+		var cur hostAgg
+		j := ng - 1 // groups sorted by lo ascending: the narrowest is last
+		for q := p; q >= 0 && j >= 0; q = e.hpanes.at(q).next {
+			hp := e.hpanes.at(q)
+			for j >= 0 && int64(hp.idx) < groups[order[j]].lo {
+				groups[order[j]].agg = cur
+				j--
+			}
+			if j < 0 {
+				break
+			}
+			cur.addPane(hp, e.hostStart(hp.idx))
+		}
+		for ; j >= 0; j-- {
+			groups[order[j]].agg = cur
+		}
+		var join uint8
+		for c := range e.hostClasses {
+			bit := uint8(1) << uint(c)
+			if missing&bit == 0 {
+				continue
+			}
+			for i := range e.hostSpecs {
+				if e.hostClasses[c].specs&(1<<uint(i)) != 0 && e.hostGate(i, &groups[specGroup[i]].agg) {
+					join |= bit
+					break
+				}
+			}
+		}
+		if join != 0 {
+			e.joinHostClasses(r, join)
+		}
+	}
+}
+
+func (e *Engine) joinHostClasses(r hostRef, classes uint8) {
+	h := &e.hosts[r.id]
+	for c := range e.hostClasses {
+		bit := uint8(1) << uint(c)
+		if classes&bit != 0 && h.classes&bit == 0 {
+			h.classes |= bit
+			e.hostClassLists[c] = append(e.hostClassLists[c], r)
+		}
+	}
+}
+
+// hostGate reports whether spec i may fire on a window of the host whose
+// panes sum to a: a necessary condition of the signal, from sums only.
+// Adding panes never turns a gate from true to false, which is what lets
+// a failed gate stand until the host's next pane seals. Spike signals
+// with per-host baselines depend on the window's time as well: their
+// gate is a non-empty window (a visit scores them exactly, spikeFires).
+func (e *Engine) hostGate(i int, a *hostAgg) bool {
+	if a.conns == 0 {
+		return false
+	}
+	if e.exhaustive {
+		return true
+	}
+	c := &e.cfg.Signals
+	switch e.hostSpecs[i].typ {
+	case PortScan:
+		return a.bound(tagPort) > uint32(c.PortScan.DistinctPortsOver)
+	case ConnectionSpike:
+		if e.baselines != nil {
+			return true
+		}
+		cs := &c.ConnectionSpike
+		return (float64(a.conns)-cs.PriorMean)/cs.PriorSD > cs.ZOver
+	case PrivilegedAccess:
+		pa := &c.PrivilegedAccess
+		return popcount(a.privMask) >= pa.MinPorts || a.bound(tagPriv) >= uint32(pa.MinHosts)
+	case HostSweep:
+		// The busiest port's hosts are (port, host) combinations.
+		return a.distinct[gateCombo] >= uint32(c.HostSweep.MinHostsOnePort)
+	case FailedConnections:
+		fc := &c.FailedConnections
+		return a.known >= uint32(fc.MinAttempts) && float64(a.failed)/float64(a.known) >= fc.MinRatio
+	case DataStaging:
+		return a.stagingBytes > c.DataStaging.TotalBytesOver
+	case OutboundSpike:
+		if e.baselines != nil {
+			return true
+		}
+		os := &c.OutboundSpike
+		v := float64(a.bytesOutExt)
+		return v > float64(os.BytesOver) || (v-os.PriorMeanBytes)/os.PriorSDBytes > os.ZOver
+	case DestinationDiversity:
+		dd := &c.DestinationDiversity
+		return a.bound(tagLarge) >= uint32(dd.MinDestinations) && a.largeBytes > dd.TotalBytesOver
+	}
+	return true
+}
+
+// spikeFires is the spike signal's own condition on its score.
+func (e *Engine) spikeFires(i int, a *hostAgg, sk *spikeEval) bool {
+	c := &e.cfg.Signals
+	if e.hostSpecs[i].typ == OutboundSpike {
+		return float64(a.bytesOutExt) > float64(c.OutboundSpike.BytesOver) || sk.z > c.OutboundSpike.ZOver
+	}
+	return sk.z > c.ConnectionSpike.ZOver
+}
+
+// maxShapes bounds distinct window sizes per kind; maxHostSpecs the host
+// signals (eight).
+const (
+	maxShapes    = 8
+	maxHostSpecs = 8
+)
+
+type distinct struct {
+	ports, ihosts, xhosts, privHosts, large uint32
+	privPorts                               uint64 // bit i: the i-th privileged port
+	maxHosts                                uint32
+	maxPort                                 uint16
+}
+
+// visitHost evaluates host hid at tick T: the signals of the due classes
+// it is on whose gates pass, and the tiling rows of rowShapes. It walks
+// the host's panes once, and its distinct sets at most once.
+func (e *Engine) visitHost(hid int32, T, tp int64, classDue, rowShapes uint8) {
+	h := &e.hosts[hid]
+	member := h.classes & classDue
+	var due uint16 // specs evaluated for the classes
+	for c := range e.hostClasses {
+		if member&(1<<uint(c)) != 0 {
+			due |= e.hostClasses[c].specs
+		}
+	}
+	rowSpecs := uint16(0)
+	shapes := rowShapes
+	var largest int64
+	for i := range e.hostSpecs {
+		sp := &e.hostSpecs[i]
+		if rowShapes&(1<<uint(sp.shape)) != 0 {
+			rowSpecs |= 1 << uint(i)
+		}
+		if due&(1<<uint(i)) != 0 {
+			shapes |= 1 << uint(sp.shape)
+		}
+	}
+	for k := range e.hostShapes {
+		if shapes&(1<<uint(k)) != 0 {
+			largest = max(largest, e.hostShapes[k].panes)
+		}
+	}
+
+	// One walk, newest first, summing each needed shape; a walk that
+	// reaches past every retained window frees what it passes.
+	aggs := e.scratchAggs[:len(e.hostShapes)]
 	clear(aggs)
 	prev := int32(-1)
 	for p := h.panes; p >= 0; p = e.hpanes.at(p).next {
 		hp := e.hpanes.at(p)
 		idx := int64(hp.idx)
 		if idx < tp-largest {
-			if deep {
-				// Cut after prev, the oldest pane of this tick's largest
-				// window (kept one deep walk longer than needed).
-				var rest int32
+			if idx < tp-e.hostKeepPanes {
+				e.freeHostPanes(p)
 				if prev < 0 {
-					rest, h.panes = h.panes, -1
+					h.panes = -1
 				} else {
-					rest = e.hpanes.at(prev).next
 					e.hpanes.at(prev).next = -1
 				}
-				e.freeHostPanes(rest)
 			}
 			break
 		}
@@ -408,25 +794,133 @@ func (e *Engine) evalHost(i int32, tp, T int64, due []int, largest int64, deep b
 			continue
 		}
 		start := e.hostStart(hp.idx)
-		for x, k := range due {
-			if idx >= tp-e.hostShapes[k].panes {
-				aggs[x].addPane(hp, start)
+		for k := range e.hostShapes {
+			if shapes&(1<<uint(k)) != 0 && idx >= tp-e.hostShapes[k].panes {
+				aggs[k].addPane(hp, start)
 			}
 		}
 	}
-	if aggs[n-1].conns == 0 {
-		return // nothing in the largest due window, hence in none
+
+	key := e.addrs.keys[h.addr]
+	var pass uint16
+	for i := range e.hostSpecs {
+		bit := uint16(1) << uint(i)
+		sp := &e.hostSpecs[i]
+		a := &aggs[sp.shape]
+		if (due|rowSpecs)&bit == 0 || a.conns == 0 {
+			continue
+		}
+		switch sp.typ {
+		case ConnectionSpike, OutboundSpike:
+			// Scored once here, with the baseline when there is one:
+			// the gate is then the signal's own condition.
+			sk := e.spike(i, a, key, T)
+			e.spikes[i] = sk
+			if e.exhaustive || e.spikeFires(i, a, &sk) {
+				pass |= bit
+			}
+		default:
+			if e.hostGate(i, a) {
+				pass |= bit
+			}
+		}
+	}
+	for c := range e.hostClasses {
+		if bit := uint8(1) << uint(c); member&bit != 0 && pass&e.hostClasses[c].specs == 0 {
+			h.classes &^= bit
+		}
 	}
 
-	// One pass over the distinct sets for every shape; then each
-	// element's bits of panes before this tick's largest window are
-	// cleared (that window's oldest pane stays until the next pass, for
-	// hostDetail), and an element left without bits is deleted.
-	clean := tp - e.hostKeepPanes
-	keep := e.scratchMask[:e.geo.words]
-	ringMask(keep, clean, clean+e.hostKeepSpan, e.geo.ring)
-	h.cleanLow = clean
+	// Shapes with a row or a signal to evaluate; the distinct sets are
+	// read for rows and for the signals that need them.
+	var rows, eval, scan uint8
+	for k := range e.hostShapes {
+		if rowShapes&(1<<uint(k)) != 0 && aggs[k].conns > 0 {
+			rows |= 1 << uint(k)
+		}
+	}
+	eval = rows
+	for i := range e.hostSpecs {
+		if pass&(1<<uint(i)) != 0 {
+			eval |= 1 << uint(e.hostSpecs[i].shape)
+			if e.hostSpecs[i].typ.needsDistinct() {
+				scan |= 1 << uint(e.hostSpecs[i].shape)
+			}
+		}
+	}
+	if eval == 0 {
+		return
+	}
+	scan |= rows
 	var d [maxShapes]distinct
+	if scan != 0 {
+		e.scanHost(h, tp, scan, &d)
+	}
+	for k := range e.hostShapes {
+		if eval&(1<<uint(k)) == 0 {
+			continue
+		}
+		a := &aggs[k]
+		sh := &e.hostShapes[k]
+		dd := &d[k]
+		r := hostRow{
+			start: T - sh.size, end: T, shape: k, host: key, hostIdx: hid,
+			conns: a.conns, failed: a.failed, known: a.known,
+			ports:     dd.ports + a.refused[tagPort],
+			ihosts:    dd.ihosts + a.refused[tagIHost],
+			xhosts:    dd.xhosts + a.refused[tagXHost],
+			privPorts: uint32(popcount(dd.privPorts)), privHosts: dd.privHosts + a.refused[tagPriv],
+			privServices: uint32(e.services(dd.privPorts)),
+			maxHosts:     dd.maxHosts, maxPort: dd.maxPort,
+			bytesOut: a.bytesOut, bytesIn: a.bytesIn, bytesOutExt: a.bytesOutExt,
+			staging: a.staging, stagingBytes: a.stagingBytes,
+			large: dd.large + a.refused[tagLarge], largeBytes: a.largeBytes,
+			first: a.first, last: a.last,
+		}
+		for t, c := range a.refused {
+			if c > 0 && t != tagXHost { // no column counts external hosts
+				r.saturated = true
+			}
+		}
+		row := rows&(1<<uint(k)) != 0
+		specs := pass
+		if row {
+			// A row carries the spike z of its window whether or not
+			// the signal fires.
+			specs |= rowSpecs
+		}
+		if fired := e.hostSignals(&r, T, specs); fired != 0 {
+			// A signal fired, so its gate holds: its class goes on
+			// (a no-op unless a gate is wrong, see hostGate).
+			var cls uint8
+			for i := range e.hostSpecs {
+				if fired&(1<<uint(i)) != 0 {
+					cls |= 1 << uint(e.hostSpecs[i].class)
+				}
+			}
+			e.joinHostClasses(hostRef{hid, h.gen}, cls)
+		}
+		if row {
+			e.hostRows = append(e.hostRows, r)
+		}
+	}
+}
+
+// scanHost reads the host's distinct sets once for the shapes in mask,
+// after clearing the bits of panes before every retained window (and
+// deleting elements left without any).
+func (e *Engine) scanHost(h *host, tp int64, mask uint8, d *[maxShapes]distinct) {
+	keep := e.scratchMask[:e.geo.words]
+	e.keepMask(keep, h, tp-e.hostKeepPanes)
+	var shapes [maxShapes]int
+	n := 0
+	for k := range e.hostShapes {
+		if mask&(1<<uint(k)) != 0 {
+			ringMask(e.shapeMasks[n], tp-e.hostShapes[k].panes, tp, e.geo.ring)
+			shapes[n] = k
+			n++
+		}
+	}
 	st := e.geo.stride
 	s := h.set.slots
 	for j := 0; j < len(s); j += st {
@@ -435,16 +929,25 @@ func (e *Engine) evalHost(i int32, tp, T int64, due []int, largest int64, deep b
 			continue
 		}
 		m := s[j+1 : j+st]
+		if !e.keepBits(m, keep) {
+			if elemHasAddr(el) {
+				e.addrs.unref(elemAddr(el))
+			}
+			h.set.del(&e.geo, j/st)
+			continue
+		}
 		for x := 0; x < n; x++ {
 			if !anyBit(m, e.shapeMasks[x]) {
 				continue
 			}
-			dd := &d[x]
+			dd := &d[shapes[x]]
 			switch elemTag(el) {
 			case tagPort:
 				dd.ports++
 			case tagIHost:
 				dd.ihosts++
+			case tagXHost:
+				dd.xhosts++
 			case tagPriv:
 				dd.privHosts++
 			case tagLarge:
@@ -464,12 +967,6 @@ func (e *Engine) evalHost(i int32, tp, T int64, due []int, largest int64, deep b
 				}
 			}
 		}
-		if !e.keepBits(m, keep) {
-			if elemHasAddr(el) {
-				e.addrs.unref(elemAddr(el))
-			}
-			h.set.del(&e.geo, j/st)
-		}
 	}
 	h.set.shrink(&e.geo)
 	for x := 0; x < n; x++ {
@@ -478,53 +975,12 @@ func (e *Engine) evalHost(i int32, tp, T int64, due []int, largest int64, deep b
 		}
 		e.portTouched[x] = e.portTouched[x][:0]
 	}
-
-	key := e.addrs.keys[h.addr]
-	for x, k := range due {
-		a := &aggs[x]
-		if a.conns == 0 {
-			continue
-		}
-		sh := &e.hostShapes[k]
-		dd := &d[x]
-		r := hostRow{
-			start: T - sh.size, end: T, shape: k, host: key, hostIdx: i,
-			conns: a.conns, failed: a.failed, known: a.known,
-			ports:     dd.ports + a.refused[tagPort],
-			ihosts:    dd.ihosts + a.refused[tagIHost],
-			privPorts: uint32(popcount(dd.privPorts)), privHosts: dd.privHosts + a.refused[tagPriv],
-			privServices: uint32(e.services(dd.privPorts)),
-			maxHosts:     dd.maxHosts, maxPort: dd.maxPort,
-			bytesOut: a.bytesOut, bytesIn: a.bytesIn, bytesOutExt: a.bytesOutExt,
-			staging: a.staging, stagingBytes: a.stagingBytes,
-			large: dd.large + a.refused[tagLarge], largeBytes: a.largeBytes,
-			first: a.first, last: a.last,
-		}
-		r.hostHi, r.hostLo = key.halves()
-		for _, c := range a.refused {
-			if c > 0 {
-				r.saturated = true
-			}
-		}
-		e.hostSignals(&r, T)
-		e.hostRows = append(e.hostRows, r)
-	}
-}
-
-// maxShapes bounds distinct window sizes per kind (eight host signals).
-const maxShapes = 8
-
-type distinct struct {
-	ports, ihosts, privHosts, large uint32
-	privPorts                       uint64 // bit i: the i-th privileged port
-	maxHosts                        uint32
-	maxPort                         uint16
 }
 
 // hostDetail lists, for a signal's evidence, the elements of tag (and
 // port, when port >= 0) inside the window [tp-panes, tp), sorted by
 // address then element, at most limit. The slice is scratch, valid until
-// the next call.
+// the next call. The host's set was scanned (and cleaned) at this tick.
 func (e *Engine) hostDetail(hid int32, tag int, port int, tp, panes int64, limit int) []uint64 {
 	h := &e.hosts[hid]
 	m := e.scratchMask[:e.geo.words]

@@ -20,19 +20,37 @@ type Memory struct {
 // Memory estimates the engine's state size.
 func (e *Engine) Memory() Memory {
 	m := Memory{Hosts: e.nHosts, Pairs: e.nPairs}
+	ref := int64(unsafe.Sizeof(hotRef{}))
 	m.HostBytes = int64(cap(e.hosts))*int64(unsafe.Sizeof(host{})) +
 		int64(e.hpanes.capacity())*int64(unsafe.Sizeof(hostPane{})) +
-		int64(cap(e.hostFree))*4
+		int64(cap(e.hostFree))*4 + int64(cap(e.hostVisits))*4
 	for i := range e.hosts {
 		m.HostBytes += int64(cap(e.hosts[i].set.slots)) * 8
+	}
+	for i := range e.paneHosts {
+		m.HostBytes += int64(cap(e.paneHosts[i].refs)) * ref
+	}
+	for _, ls := range [][][]hostRef{e.hostClassLists, e.hostRowLists} {
+		for _, l := range ls {
+			m.HostBytes += int64(cap(l)) * ref
+		}
 	}
 	m.PairBytes = int64(e.pairs.capacity())*int64(unsafe.Sizeof(pair{})) +
 		int64(e.ppanes.capacity())*int64(unsafe.Sizeof(pairPane{})) +
 		mapBytes(len(e.pairIDs), 16) +
-		int64(cap(e.hot))*int64(unsafe.Sizeof(hotRef{})) +
-		int64(cap(e.pairFree))*4
+		int64(cap(e.pairFree))*4 + int64(cap(e.pairVisits))*4
 	for i := range e.plog {
-		m.PairBytes += int64(cap(e.plog[i].entries)) * int64(unsafe.Sizeof(pairLogEntry{}))
+		s := &e.plog[i]
+		m.PairBytes += int64(cap(s.entries))*int64(unsafe.Sizeof(pairLogEntry{})) +
+			int64(cap(s.hot))*4 + int64(cap(s.pairs))*ref
+	}
+	for i := range e.sessionChecks {
+		m.PairBytes += int64(cap(e.sessionChecks[i].refs)) * ref
+	}
+	for _, ls := range [][][]hotRef{e.pairClassLists, e.pairRowLists} {
+		for _, l := range ls {
+			m.PairBytes += int64(cap(l)) * ref
+		}
 	}
 	m.AddressBytes = mapBytes(len(e.addrs.ids), 20) +
 		int64(cap(e.addrs.keys))*16 +

@@ -8,9 +8,12 @@ import (
 // Host-pair state: one entry per (internal source, destination, port), its
 // non-empty panes newest first (the newest inside the entry, older ones in
 // a list). Most pairs carry one or two connections, so a pair costs one
-// entry and its map slot; only
-// pairs with enough retained connections to matter are "hot" and evaluated
-// at each pair tick.
+// entry and its map slot. No window of a pair can hold more connections
+// than its retained panes, so only pairs with at least hotMin retained
+// connections (the least any pair signal or row needs) are ever
+// evaluated; as for hosts (host.go), per-pane lists name the pairs that
+// sealed or expired, classes keep the pairs whose gates pass, and per-tick
+// lists the pairs owing a tiling row or a session check.
 
 type pair struct {
 	key    uint64 // src id<<40 | dst id<<16 | port
@@ -23,14 +26,19 @@ type pair struct {
 	dstPrev, dstNext int32 // list of pairs with the same destination
 	gen              uint32
 	retained         uint32 // connections in the pair's panes
+	visit            int32  // tick (pair pane index) of the last visit scheduled
 	flags            uint8
 }
 
 const (
 	pairLive uint8 = 1 << iota
-	pairHot
 	pairDstInternal
+	pairSession // a session check is due at this tick's visit
+	pairClass0  // bit pairClass0<<c: on the list of pair class c
 )
+
+// maxPairSpecs bounds the pair signals (three).
+const maxPairSpecs = 4
 
 func pairKey(src, dst uint32, port uint16) uint64 {
 	return uint64(src)<<40 | uint64(dst)<<16 | uint64(port)
@@ -52,10 +60,19 @@ type pairPane struct {
 	next        int32
 	conns       uint32
 	first, last uint32
-	dirty       uint32 // a connection arrived inside (first, last): recompute at seal
+	flags       uint32 // paneDirty, paneQueued
 	sumSq       uint64
 	out, in     uint64
 }
+
+const (
+	// paneDirty: a connection arrived inside (first, last); the gap sums
+	// are recomputed at seal.
+	paneDirty uint32 = 1 << iota
+	// paneQueued: the pair is on the pane's list of pairs to consider
+	// when it seals.
+	paneQueued
+)
 
 // pairLogEntry remembers one connection of an open pair pane, so that a
 // pane whose connections arrived out of order can be recomputed exactly
@@ -66,10 +83,19 @@ type pairLogEntry struct {
 	off  uint32
 }
 
+// pairLogSlot is one pane of the pair log ring. entries and hot serve
+// until the pane seals; pairs until it leaves every window.
 type pairLogSlot struct {
 	idx     int64 // pane index the slot holds
 	dirty   bool
 	entries []pairLogEntry
+	// hot lists the pairs with at least hotMin retained connections and a
+	// connection in this pane (paneQueued marks them): the pairs to
+	// consider when it seals.
+	hot []int32
+	// pairs lists every pair with a connection in this pane: the pairs
+	// to evict when it leaves every window, if it is still their newest.
+	pairs []hotRef
 }
 
 type hotRef struct {
@@ -81,7 +107,6 @@ type hotRef struct {
 type pairShape struct {
 	size  int64
 	panes int64
-	hops  []int64
 	name  string
 	nameB []byte
 }
@@ -149,6 +174,20 @@ func firstPane(p *pair) *pairPane {
 	return &p.top
 }
 
+// logSlot returns the pair log slot of pane idx, emptied if it held
+// another pane (one that left every window).
+func (e *Engine) logSlot(idx int64) *pairLogSlot {
+	slot := &e.plog[uint64(idx)&uint64(len(e.plog)-1)]
+	if slot.idx != idx {
+		slot.idx = idx
+		slot.dirty = false
+		slot.entries = slot.entries[:0]
+		slot.hot = slot.hot[:0]
+		slot.pairs = slot.pairs[:0]
+	}
+	return slot
+}
+
 // addPair records one connection of an internal source to c.dst.
 func (e *Engine) addPair(src uint32, c *connView) {
 	key := pairKey(src, c.dst, c.port)
@@ -163,13 +202,11 @@ func (e *Engine) addPair(src uint32, c *connView) {
 	pidx := e.pairIdx(c.t)
 	pp := e.pairPaneFor(p, pidx)
 	off := uint32(c.t - e.pairStart(pidx))
+	slot := e.logSlot(int64(pidx))
 	switch {
 	case pp.conns == 0:
 		pp.first, pp.last = off, off
-		// A pair active in a new pane moves to the front of its
-		// destination's list, so that prevalence walks (dstSources)
-		// meet active pairs first and stop early.
-		e.dstFront(id, p)
+		slot.pairs = append(slot.pairs, hotRef{id, p.gen})
 	case off >= pp.last:
 		g := uint64(off - pp.last)
 		pp.sumSq += g * g
@@ -179,7 +216,7 @@ func (e *Engine) addPair(src uint32, c *connView) {
 		pp.sumSq += g * g
 		pp.first = off
 	default:
-		pp.dirty = 1
+		pp.flags |= paneDirty
 	}
 	pp.conns++
 	pp.out += c.out
@@ -189,20 +226,26 @@ func (e *Engine) addPair(src uint32, c *connView) {
 	}
 	p.retained++
 
-	slot := &e.plog[uint64(int64(pidx))&uint64(len(e.plog)-1)]
-	if slot.idx != int64(pidx) {
-		slot.idx = int64(pidx)
-		slot.dirty = false
-		slot.entries = slot.entries[:0]
-	}
 	slot.entries = append(slot.entries, pairLogEntry{id, off})
-	if pp.dirty != 0 {
+	if pp.flags&paneDirty != 0 {
 		slot.dirty = true
 	}
-
-	if p.flags&pairHot == 0 && p.retained >= uint32(e.hotMin) {
-		p.flags |= pairHot
-		e.hot = append(e.hot, hotRef{id, p.gen})
+	if p.retained >= e.queueMin {
+		if pp.flags&paneQueued == 0 {
+			pp.flags |= paneQueued
+			slot.hot = append(slot.hot, id)
+		}
+		if p.retained == e.queueMin {
+			// Just crossed: its other open panes must be considered too.
+			open := e.pairIdx(e.wm)
+			for q := firstPane(p); q != nil && q.idx >= open; q = e.nextPane(q) {
+				if q.flags&paneQueued == 0 {
+					q.flags |= paneQueued
+					s := e.logSlot(int64(q.idx))
+					s.hot = append(s.hot, id)
+				}
+			}
+		}
 	}
 }
 
@@ -259,20 +302,6 @@ func (e *Engine) dstUnlink(p *pair) {
 	p.dstPrev, p.dstNext = -1, -1
 }
 
-// dstFront moves pair id to the front of its destination's list.
-func (e *Engine) dstFront(id int32, p *pair) {
-	m := &e.addrs.meta[keyDst(p.key)]
-	if m.pairHead == id {
-		return
-	}
-	e.dstUnlink(p)
-	p.dstNext = m.pairHead
-	if m.pairHead >= 0 {
-		e.pairs.at(m.pairHead).dstPrev = id
-	}
-	m.pairHead = id
-}
-
 func (e *Engine) evictPair(id int32) {
 	p := e.pairs.at(id)
 	e.freePairPanes(p, p.top.next)
@@ -283,7 +312,7 @@ func (e *Engine) evictPair(id int32) {
 	delete(e.pairIDs, p.key)
 	e.addrs.unref(keySrc(p.key))
 	e.addrs.unref(dst)
-	// Keep gen: a stale hot-list reference must not match a reused id.
+	// Keep gen: a stale list reference must not match a reused id.
 	*p = pair{top: pairPane{next: -1}, dstPrev: -1, dstNext: -1, gen: p.gen}
 	e.pairFree = append(e.pairFree, id)
 	e.nPairs--
@@ -294,6 +323,9 @@ func (e *Engine) evictPair(id int32) {
 // entries must stay valid until the pane seals).
 func (e *Engine) evictOldestPairs() {
 	sealed := e.wm - floorMod(e.wm, e.g.pairPane)
+	if e.evictDryOK && e.evictDry == sealed {
+		return
+	}
 	cand := e.scratchTS[:0]
 	for i := range int32(e.pairs.len()) {
 		if p := e.pairs.at(i); p.flags&pairLive != 0 && p.lastTS < sealed {
@@ -301,10 +333,12 @@ func (e *Engine) evictOldestPairs() {
 		}
 	}
 	e.scratchTS = cand
+	n := min(max(1, e.cfg.Limits.MaxPairs/16), len(cand))
+	// Evicting every candidate leaves none until another pane seals.
+	e.evictDry, e.evictDryOK = sealed, n == len(cand)
 	if len(cand) == 0 {
 		return
 	}
-	n := min(max(1, e.cfg.Limits.MaxPairs/16), len(cand))
 	cut := nthSmallest(cand, n-1)
 	evicted := 0
 	for i := range int32(e.pairs.len()) {
@@ -325,15 +359,15 @@ func (e *Engine) evictOldestPairs() {
 // sealPairPane makes the gap statistics of pane idx exact for every pair
 // that received a connection inside its (first, last) span, from the log
 // of the pane's connections sorted by time.
-func (e *Engine) sealPairPane(idx int64) {
+func (e *Engine) sealPairPane(idx int64) *pairLogSlot {
 	slot := &e.plog[uint64(idx)&uint64(len(e.plog)-1)]
 	if slot.idx != idx {
-		return
+		return nil
 	}
 	if slot.dirty {
 		ent := e.scratchLog[:0]
 		for _, x := range slot.entries {
-			if pp := e.pairPaneAt(x.pair, int32(idx)); pp != nil && pp.dirty != 0 {
+			if pp := e.pairPaneAt(x.pair, int32(idx)); pp != nil && pp.flags&paneDirty != 0 {
 				ent = append(ent, x)
 			}
 		}
@@ -352,14 +386,15 @@ func (e *Engine) sealPairPane(idx int64) {
 				sum += g * g
 				j++
 			}
-			pp.first, pp.last, pp.sumSq, pp.dirty = ent[i].off, ent[j].off, sum, 0
+			pp.first, pp.last, pp.sumSq = ent[i].off, ent[j].off, sum
+			pp.flags &^= paneDirty
 			i = j + 1
 		}
 		e.scratchLog = ent[:0]
 	}
-	slot.idx = math.MinInt64
 	slot.dirty = false
 	slot.entries = slot.entries[:0]
+	return slot
 }
 
 func (e *Engine) pairPaneAt(id int32, idx int32) *pairPane {
@@ -385,78 +420,224 @@ func (e *Engine) freePairPanes(p *pair, q int32) {
 	}
 }
 
-// pairTick seals the pane that ends at T, evaluates hot pairs and sweeps a
-// quarter of all pairs for idle ones.
+// pairRefOK reports whether r still names the live pair it was taken
+// from.
+func (e *Engine) pairRefOK(r hotRef) bool {
+	p := e.pairs.at(r.id)
+	return p.flags&pairLive != 0 && p.gen == r.gen
+}
+
+// pairTick closes the pair panes and windows that end at T: it evicts
+// pairs left with nothing in any window, seals pane tp-1, then visits the
+// pairs that may fire a signal, owe a tiling row or close a session.
 func (e *Engine) pairTick(T int64) {
 	tp := int64(e.pairIdx(T)) // panes before tp are complete
-	e.sealPairPane(tp - 1)
 	low := tp + 1 - e.pairKeepPanes
 
-	due := e.dueShapes[:0]
+	// Pairs whose newest pane is the one that just left every window.
+	if slot := &e.plog[uint64(low-1)&uint64(len(e.plog)-1)]; slot.idx == low-1 {
+		for _, r := range slot.pairs {
+			if e.pairRefOK(r) && int64(e.pairs.at(r.id).top.idx) < low {
+				e.stats.PairsEvictedIdle++
+				e.evictPair(r.id)
+			}
+		}
+		slot.idx = math.MinInt64
+		slot.pairs = slot.pairs[:0]
+	}
+
+	var rowShapes uint8
 	for k := range e.pairShapes {
-		for _, hop := range e.pairShapes[k].hops {
-			if floorMod(T, hop) == 0 {
-				due = append(due, k)
-				break
+		if sh := &e.pairShapes[k]; floorMod(T, sh.size) == 0 {
+			rowShapes |= 1 << uint(k)
+			e.closed = append(e.closed, WindowBounds{"pair", sh.name, T - sh.size, T})
+		}
+	}
+	ce := &e.cfg.Signals.CommandExchange
+	if ce.Enabled {
+		e.closed = append(e.closed, WindowBounds{"pair", SessionWindowName, T - e.g.pairPane, T})
+	}
+	var classDue uint8
+	for c := range e.pairClasses {
+		if floorMod(T, e.pairClasses[c].hop) == 0 {
+			classDue |= 1 << uint(c)
+		}
+	}
+
+	if slot := e.sealPairPane(tp - 1); slot != nil {
+		e.sealPairs(T, tp, low, slot.hot)
+		slot.hot = slot.hot[:0]
+	}
+
+	vs := e.pairVisits[:0]
+	stamp := int32(tp)
+	visit := func(r hotRef) {
+		if !e.pairRefOK(r) {
+			return
+		}
+		if p := e.pairs.at(r.id); p.visit != stamp {
+			p.visit = stamp
+			vs = append(vs, r.id)
+		}
+	}
+	for c := range e.pairClasses {
+		if classDue&(1<<uint(c)) == 0 {
+			continue
+		}
+		for _, r := range e.pairClassLists[c] {
+			if e.pairRefOK(r) && e.pairs.at(r.id).flags&(pairClass0<<uint(c)) != 0 {
+				visit(r)
 			}
 		}
 	}
-	e.dueShapes = due
-	for _, k := range due {
-		e.closed = append(e.closed, WindowBounds{"pair", e.pairShapes[k].name, T - e.pairShapes[k].size, T})
+	for k := range e.pairShapes {
+		if rowShapes&(1<<uint(k)) != 0 {
+			for _, r := range e.pairRowLists[k] {
+				visit(r)
+			}
+			e.pairRowLists[k] = e.pairRowLists[k][:0]
+		}
 	}
-	if e.cfg.Signals.CommandExchange.Enabled {
-		e.closed = append(e.closed, WindowBounds{"pair", SessionWindowName, T - e.g.pairPane, T})
+	if s := slotAt(e.sessionChecks, tp); s != nil {
+		for _, r := range s.refs {
+			if e.pairRefOK(r) {
+				e.pairs.at(r.id).flags |= pairSession
+				visit(r)
+			}
+		}
+		s.refs = s.refs[:0]
+		s.idx = math.MinInt64
+	}
+	e.pairVisits = vs
+	for _, id := range vs {
+		e.visitPair(id, T, tp, low, classDue, rowShapes)
 	}
 
-	// Panes before low are freed every fourth pair tick.
-	deep := floorMod(T, 4*e.g.pairPane) == 0
-	// A pair whose newest connection is older than every due window, and
-	// too old for a session to end now (a session ending in (T - pane, T]
-	// has its last connection after T - pane - gap), has nothing to emit:
-	// its panes need not be walked, except to free them.
-	quiet := T
-	for _, k := range due {
-		quiet = min(quiet, T-e.pairShapes[k].size)
-	}
-	if ce := &e.cfg.Signals.CommandExchange; ce.Enabled {
-		quiet = min(quiet, T-e.g.pairPane-ce.Session.Gap.micros())
-	}
-	kept := e.hot[:0]
-	for _, r := range e.hot {
-		p := e.pairs.at(r.id)
-		if p.gen != r.gen || p.flags&pairLive == 0 {
+	for c := range e.pairClasses {
+		if classDue&(1<<uint(c)) == 0 {
 			continue
 		}
-		if !deep && p.lastTS < quiet {
-			kept = append(kept, r)
-			continue
+		bit := pairClass0 << uint(c)
+		l := e.pairClassLists[c]
+		kept := l[:0]
+		for _, r := range l {
+			if e.pairRefOK(r) && e.pairs.at(r.id).flags&bit != 0 {
+				kept = append(kept, r)
+			}
 		}
-		if e.evalPair(r.id, tp, T, low, due, deep) {
-			kept = append(kept, r)
-		} else {
-			p.flags &^= pairHot
-		}
+		e.pairClassLists[c] = kept
 	}
-	clear(e.hot[len(kept):])
-	e.hot = kept
+}
 
-	// Idle sweep: every pair is visited at least every four pair ticks.
-	// A pair whose newest connection is before low has no pane left; the
-	// check reads only the pair entry, in memory order.
-	n := e.pairs.len()/4 + 1
-	for ; n > 0 && e.pairs.len() > 0; n-- {
-		if e.sweep >= e.pairs.len() {
-			e.sweep = 0
+// sealPairs handles the queued pairs of pane tp-1, which sealed at T:
+// each frees its panes before low, is registered for the tiling rows that
+// hold the pane and for a check when its session would end, and goes on
+// the list of every class one of whose signals may cross its threshold at
+// the class's next hop, judging by the panes sealed so far.
+func (e *Engine) sealPairs(T, tp, low int64, ids []int32) {
+	var specLo [maxPairSpecs]int64
+	for i := range e.pairSpecs {
+		if sp := &e.pairSpecs[i]; sp.class >= 0 {
+			next := -floorDiv(-T, sp.hop) * sp.hop
+			specLo[i] = int64(e.pairIdx(next - sp.size))
 		}
-		id := int32(e.sweep)
-		e.sweep++
+	}
+	ce := &e.cfg.Signals.CommandExchange
+	gap, cut := ce.Session.Gap.micros(), ce.Session.MaxLength.micros()
+	allClasses := uint8(1)<<uint(len(e.pairClasses)) - 1
+	for _, id := range ids {
 		p := e.pairs.at(id)
-		if p.flags&pairLive != 0 && int64(e.pairIdx(p.lastTS)) < low {
-			e.stats.PairsEvictedIdle++
-			e.evictPair(id)
+		if p.flags&pairLive == 0 {
+			continue // unreachable: pairs with open panes are never evicted
+		}
+		r := hotRef{id, p.gen}
+		// Free the panes no window needs; sum the sealed panes of each
+		// spec's next window; find the sealed pane.
+		var sums [maxPairSpecs]uint32
+		var sealed *pairPane
+		var prev *pairPane
+		for pp := firstPane(p); pp != nil; pp = e.nextPane(pp) {
+			idx := int64(pp.idx)
+			if idx < low {
+				if prev == nil {
+					e.freePairPanes(p, p.top.next)
+					p.retained -= p.top.conns
+					p.top = pairPane{next: -1}
+				} else {
+					e.freePairPanes(p, prev.next)
+					prev.next = -1
+				}
+				break
+			}
+			prev = pp
+			if idx == tp-1 {
+				sealed = pp
+				pp.flags &^= paneQueued
+			}
+			if idx >= tp {
+				continue
+			}
+			for i := range e.pairSpecs {
+				if e.pairSpecs[i].class >= 0 && idx >= specLo[i] {
+					sums[i] += pp.conns
+				}
+			}
+		}
+		if sealed == nil || p.retained < e.queueMin {
+			continue
+		}
+		for k := range e.pairShapes {
+			e.pairRowLists[k] = append(e.pairRowLists[k], r)
+		}
+		if ce.Enabled {
+			// The session holding the sealed pane ends at the latest at
+			// last + gap, or at its cut: check then. A later connection
+			// that extends it is in a pane that seals later and
+			// schedules its own check.
+			start := e.pairStart(sealed.idx)
+			end := min(start+int64(sealed.last)+gap, (floorDiv(start, cut)+1)*cut)
+			s := slotFor(e.sessionChecks, int64(e.pairIdxCeil(end)))
+			s.refs = append(s.refs, r)
+		}
+		missing := allClasses &^ (p.flags / pairClass0)
+		if missing == 0 {
+			continue
+		}
+		for c := range e.pairClasses {
+			bit := uint8(1) << uint(c)
+			if missing&bit == 0 {
+				continue
+			}
+			for i := range e.pairSpecs {
+				if e.pairClasses[c].specs&(1<<uint(i)) != 0 && (e.exhaustive || e.pairGate(i, sums[i], p)) {
+					e.joinPairClass(r, c)
+					break
+				}
+			}
 		}
 	}
+}
+
+func (e *Engine) joinPairClass(r hotRef, c int) {
+	p := e.pairs.at(r.id)
+	if bit := pairClass0 << uint(c); p.flags&bit == 0 {
+		p.flags |= bit
+		e.pairClassLists[c] = append(e.pairClassLists[c], r)
+	}
+}
+
+// pairGate reports whether hopping spec i may fire on a window of pair p
+// with conns connections: a necessary condition, growing with conns.
+func (e *Engine) pairGate(i int, conns uint32, p *pair) bool {
+	c := &e.cfg.Signals
+	switch e.pairSpecs[i].typ {
+	case PeriodicBeacon:
+		return conns >= uint32(c.PeriodicBeacon.MinConnections) && !slices.Contains(c.PeriodicBeacon.ExcludedPorts, keyPort(p.key))
+	case PersistentDestination:
+		return conns >= uint32(c.PersistentDestination.MinConnections) &&
+			!slices.Contains(c.PersistentDestination.ExcludedPorts, keyPort(p.key))
+	}
+	return conns > 0
 }
 
 // winStats are a pair's connections over a run of panes, always added in
@@ -507,21 +688,42 @@ func (w *winStats) gaps() (mean, sd, cv float64, ok bool) {
 	return mean, sd, cv, true
 }
 
-// evalPair emits the rows of hot pair id at tick T; it reports whether the
-// pair is still hot. It walks the pair's panes newest first only as far
-// as this tick needs: the largest due window, and the whole of any session
-// that closes now. Every few ticks (deep) it walks on to free the panes
-// before low.
-func (e *Engine) evalPair(id int32, tp, T, low int64, due []int, deep bool) bool {
+// visitPair evaluates pair id at tick T: the signals of the due classes
+// it is on whose gates pass, its tiling rows, and the sessions that end
+// now when a check is due. It walks the pair's panes newest first only as
+// far as this tick needs (the largest window, and the whole of any
+// session that closes now), freeing the panes before low it reaches.
+func (e *Engine) visitPair(id int32, T, tp, low int64, classDue, rowShapes uint8) {
 	p := e.pairs.at(id)
+	member := (p.flags / pairClass0) & classDue
+	session := p.flags&pairSession != 0
+	p.flags &^= pairSession
+	var due, rowSpecs uint16
+	shapes := rowShapes
+	for i := range e.pairSpecs {
+		sp := &e.pairSpecs[i]
+		if sp.class < 0 {
+			continue
+		}
+		if member&(1<<uint(sp.class)) != 0 {
+			due |= 1 << uint(i)
+			shapes |= 1 << uint(sp.shape)
+		}
+		if rowShapes&(1<<uint(sp.shape)) != 0 {
+			rowSpecs |= 1 << uint(i)
+		}
+	}
 	var largest int64
-	for _, k := range due {
-		largest = max(largest, e.pairShapes[k].panes)
+	for k := range e.pairShapes {
+		if shapes&(1<<uint(k)) != 0 {
+			largest = max(largest, e.pairShapes[k].panes)
+		}
 	}
 	ce := &e.cfg.Signals.CommandExchange
+	session = session && ce.Enabled
 	gap, cut := ce.Session.Gap.micros(), ce.Session.MaxLength.micros()
 	stop := tp - largest
-	if ce.Enabled {
+	if session {
 		// A session that ends by its gap at this tick has its last
 		// connection within gap + pane before T.
 		stop = min(stop, tp-(gap+e.g.pairPane-1)/e.g.pairPane-1)
@@ -532,7 +734,7 @@ func (e *Engine) evalPair(id int32, tp, T, low int64, due []int, deep bool) bool
 	closing := false
 	for pp := firstPane(p); pp != nil; pp = e.nextPane(pp) {
 		idx := int64(pp.idx)
-		if deep && idx < low {
+		if idx < low {
 			// Free pp and everything older.
 			if prev == nil {
 				e.freePairPanes(p, p.top.next)
@@ -544,7 +746,7 @@ func (e *Engine) evalPair(id int32, tp, T, low int64, due []int, deep bool) bool
 			}
 			break
 		}
-		if idx < tp && ce.Enabled {
+		if idx < tp && session {
 			// Sessions are runs of panes; is pp the newest pane of a run
 			// that closes at this tick?
 			start := e.pairStart(pp.idx)
@@ -556,7 +758,7 @@ func (e *Engine) evalPair(id int32, tp, T, low int64, due []int, deep bool) bool
 			}
 		}
 		need := idx < tp && (idx >= stop || closing)
-		if !need && idx < stop && !deep {
+		if !need && idx < stop {
 			break
 		}
 		if need {
@@ -565,16 +767,17 @@ func (e *Engine) evalPair(id int32, tp, T, low int64, due []int, deep bool) bool
 		prev = pp
 	}
 	e.scratchPanes = ps
-	if p.retained < uint32(e.hotMin) {
-		return false
-	}
 	slices.Reverse(ps) // oldest first
-	// Rows are built from hotMin connections (the least any enabled pair
-	// signal or the row output needs); pairRow keeps those that make the
+	// Rows are built from evalMin connections (the least any enabled pair
+	// signal or the row output needs); pairEval keeps those that make the
 	// row minimum or fire a signal.
-	evalMin := uint32(e.hotMin)
+	evalMin := uint32(e.evalMin)
 
-	for _, k := range due {
+	var pass uint16
+	for k := range e.pairShapes {
+		if shapes&(1<<uint(k)) == 0 {
+			continue
+		}
 		sh := &e.pairShapes[k]
 		var w winStats
 		for _, pp := range ps {
@@ -582,8 +785,29 @@ func (e *Engine) evalPair(id int32, tp, T, low int64, due []int, deep bool) bool
 				w.add(pp, e.pairStart(pp.idx))
 			}
 		}
-		if w.conns >= evalMin {
-			e.pairRow(id, k, T-sh.size, T, &w)
+		var specs uint16
+		for i := range e.pairSpecs {
+			bit := uint16(1) << uint(i)
+			if e.pairSpecs[i].shape == k && (due|rowSpecs)&bit != 0 && w.conns > 0 &&
+				(e.exhaustive || e.pairGate(i, w.conns, p)) {
+				specs |= bit
+			}
+		}
+		pass |= specs
+		row := rowShapes&(1<<uint(k)) != 0 && w.conns >= evalMin
+		if row || specs != 0 {
+			if e.pairEval(id, k, T-sh.size, T, &w, specs, row) {
+				for i := range e.pairSpecs {
+					if specs&(1<<uint(i)) != 0 {
+						e.joinPairClass(hotRef{id, p.gen}, e.pairSpecs[i].class)
+					}
+				}
+			}
+		}
+	}
+	for c := range e.pairClasses {
+		if bit := pairClass0 << uint(c); member&(1<<uint(c)) != 0 && pass&e.pairClasses[c].specs == 0 {
+			p.flags &^= bit
 		}
 	}
 
@@ -591,13 +815,13 @@ func (e *Engine) evalPair(id int32, tp, T, low int64, due []int, deep bool) bool
 	// multiples of MaxLength; a session closes at the first tick at or
 	// after min(last+Gap, end of its cut). Only closing runs were
 	// collected whole.
-	if ce.Enabled {
+	if session {
 		var w winStats
 		var cell int64
 		emit := func() {
 			end := min(w.last+gap, (cell+1)*cut)
 			if w.conns >= evalMin && end > T-e.g.pairPane && end <= T {
-				e.pairRow(id, len(e.pairShapes), w.first, end, &w)
+				e.pairEval(id, len(e.pairShapes), w.first, end, &w, e.sessionSpecs, true)
 			}
 		}
 		for _, pp := range ps {
@@ -614,10 +838,12 @@ func (e *Engine) evalPair(id int32, tp, T, low int64, due []int, deep bool) bool
 			emit()
 		}
 	}
-	return true
 }
 
-func (e *Engine) pairRow(id int32, shape int, start, end int64, w *winStats) {
+// pairEval evaluates the signals in specs on one window of pair id and,
+// when row is set, emits its row if it has the row minimum of connections
+// or fired a signal. It reports whether a signal fired.
+func (e *Engine) pairEval(id int32, shape int, start, end int64, w *winStats, specs uint16, row bool) bool {
 	p := e.pairs.at(id)
 	r := pairRow{
 		start: start, end: end, shape: shape, pairIdx: id,
@@ -625,16 +851,25 @@ func (e *Engine) pairRow(id int32, shape int, start, end int64, w *winStats) {
 		dstInternal: p.flags&pairDstInternal != 0,
 		conns:       w.conns, out: w.out, in: w.in, first: w.first, last: w.last,
 	}
-	r.srcHi, r.srcLo = r.src.halves()
-	r.dstHi, r.dstLo = r.dst.halves()
 	r.gapMean, r.gapSD, r.gapCV, r.hasGaps = w.gaps()
-	// Prevalence over the row's own window: sessions use their span.
-	lo, hi := start, end
-	r.sources, r.sourcesCapped = e.dstSources(keyDst(p.key), lo, hi)
-	fired := e.pairSignals(&r, end)
-	if fired || r.conns >= uint32(e.cfg.Output.PairRowMinConnections) {
+	fired := specs != 0 && e.pairSignals(&r, specs)
+	if row && (fired || r.conns >= uint32(e.cfg.Output.PairRowMinConnections)) {
+		e.pairSources(&r)
+		r.srcHi, r.srcLo = r.src.halves()
+		r.dstHi, r.dstLo = r.dst.halves()
 		e.pairRows = append(e.pairRows, r)
 	}
+	return fired
+}
+
+// pairSources fills r's prevalence (once): over the row's own window;
+// sessions use their span.
+func (e *Engine) pairSources(r *pairRow) {
+	if r.sourcesDone {
+		return
+	}
+	r.sourcesDone = true
+	r.sources, r.sourcesCapped = e.dstSources(keyDst(e.pairs.at(r.pairIdx).key), r.start, r.end)
 }
 
 // maxPrevalenceWalk bounds the walk over a destination's pairs: past it

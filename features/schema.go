@@ -236,6 +236,7 @@ type hostRow struct {
 	known        uint32
 	ports        uint32
 	ihosts       uint32
+	xhosts       uint32 // distinct external destinations (no column: the unique_hosts metric)
 	privPorts    uint32
 	privServices uint32
 	privHosts    uint32
@@ -276,116 +277,169 @@ type pairRow struct {
 	out, in       uint64
 	sources       uint32
 	sourcesCapped bool
+	sourcesDone   bool // sources counted (they are only when needed)
 	first, last   int64
 }
 
-// appendHostRows appends rows in the given order.
-func (e *Engine) appendHostRows(b *array.RecordBuilder, rows []hostRow, order []int32) {
-	b.Reserve(len(rows))
-	ts := func(i int) *array.TimestampBuilder { return b.Field(i).(*array.TimestampBuilder) }
-	u32 := func(i int) *array.Uint32Builder { return b.Field(i).(*array.Uint32Builder) }
-	u64 := func(i int) *array.Uint64Builder { return b.Field(i).(*array.Uint64Builder) }
-	f64 := func(i int) *array.Float64Builder { return b.Field(i).(*array.Float64Builder) }
-	u8 := func(i int) *array.Uint8Builder { return b.Field(i).(*array.Uint8Builder) }
-	win := b.Field(hcWindow).(*array.BinaryDictionaryBuilder)
-	addr := b.Field(hcHost).(*array.FixedSizeBinaryBuilder)
-	maxPort := b.Field(hcMaxPort).(*array.Uint16Builder)
-	sat := b.Field(hcSaturated).(*array.BooleanBuilder)
-	for _, i := range order {
-		r := &rows[i]
-		ts(hcStart).Append(arrow.Timestamp(r.start))
-		ts(hcEnd).Append(arrow.Timestamp(r.end))
-		_ = win.Append(e.hostShapes[r.shape].nameB) // a utf8 value never fails
-		addr.Append(r.host[:])
-		u32(hcConns).Append(r.conns)
-		u32(hcFailed).Append(r.failed)
-		u32(hcKnown).Append(r.known)
-		if r.known > 0 {
-			f64(hcFailedRatio).Append(float64(r.failed) / float64(r.known))
-		} else {
-			f64(hcFailedRatio).AppendNull()
-		}
-		u32(hcPorts).Append(r.ports)
-		u32(hcIHosts).Append(r.ihosts)
-		u32(hcPrivPorts).Append(r.privPorts)
-		u32(hcPrivServices).Append(r.privServices)
-		u32(hcPrivHosts).Append(r.privHosts)
-		u32(hcMaxHosts).Append(r.maxHosts)
-		if r.maxHosts > 0 {
-			maxPort.Append(r.maxPort)
-		} else {
-			maxPort.AppendNull()
-		}
-		u64(hcBytesOut).Append(r.bytesOut)
-		u64(hcBytesIn).Append(r.bytesIn)
-		u64(hcBytesOutExt).Append(r.bytesOutExt)
-		u32(hcStaging).Append(r.staging)
-		u64(hcStagingBytes).Append(r.stagingBytes)
-		u32(hcLarge).Append(r.large)
-		u64(hcLargeBytes).Append(r.largeBytes)
-		ts(hcFirst).Append(arrow.Timestamp(r.first))
-		ts(hcLast).Append(arrow.Timestamp(r.last))
-		sat.Append(r.saturated)
-		if r.connZOK {
-			f64(hcConnZ).Append(r.connZ)
-			u8(hcConnBase).Append(r.connBase)
-		} else {
-			f64(hcConnZ).AppendNull()
-			u8(hcConnBase).AppendNull()
-		}
-		if r.bytesZOK {
-			f64(hcBytesZ).Append(r.bytesZ)
-			u8(hcBytesBase).Append(r.bytesBase)
-		} else {
-			f64(hcBytesZ).AppendNull()
-			u8(hcBytesBase).AppendNull()
+// appendHostRows appends rows in the given order, column by column.
+func (e *Engine) appendHostRows(b *array.RecordBuilder, rows []hostRow, order []rowKey) {
+	n := len(order)
+	if n == 0 {
+		return
+	}
+	b.Reserve(n)
+	ts := func(col int, f func(r *hostRow) int64) {
+		c := b.Field(col).(*array.TimestampBuilder)
+		for _, k := range order {
+			c.UnsafeAppend(arrow.Timestamp(f(&rows[k.idx])))
 		}
 	}
+	u32 := func(col int, f func(r *hostRow) uint32) {
+		c := b.Field(col).(*array.Uint32Builder)
+		for _, k := range order {
+			c.UnsafeAppend(f(&rows[k.idx]))
+		}
+	}
+	u64 := func(col int, f func(r *hostRow) uint64) {
+		c := b.Field(col).(*array.Uint64Builder)
+		for _, k := range order {
+			c.UnsafeAppend(f(&rows[k.idx]))
+		}
+	}
+	ts(hcStart, func(r *hostRow) int64 { return r.start })
+	ts(hcEnd, func(r *hostRow) int64 { return r.end })
+	win := b.Field(hcWindow).(*array.BinaryDictionaryBuilder)
+	addr := b.Field(hcHost).(*array.FixedSizeBinaryBuilder)
+	for _, k := range order {
+		r := &rows[k.idx]
+		_ = win.Append(e.hostShapes[r.shape].nameB) // a utf8 value never fails
+		addr.Append(r.host[:])
+	}
+	u32(hcConns, func(r *hostRow) uint32 { return r.conns })
+	u32(hcFailed, func(r *hostRow) uint32 { return r.failed })
+	u32(hcKnown, func(r *hostRow) uint32 { return r.known })
+	ratio := b.Field(hcFailedRatio).(*array.Float64Builder)
+	for _, k := range order {
+		if r := &rows[k.idx]; r.known > 0 {
+			ratio.UnsafeAppend(float64(r.failed) / float64(r.known))
+		} else {
+			ratio.UnsafeAppendBoolToBitmap(false)
+		}
+	}
+	u32(hcPorts, func(r *hostRow) uint32 { return r.ports })
+	u32(hcIHosts, func(r *hostRow) uint32 { return r.ihosts })
+	u32(hcPrivPorts, func(r *hostRow) uint32 { return r.privPorts })
+	u32(hcPrivServices, func(r *hostRow) uint32 { return r.privServices })
+	u32(hcPrivHosts, func(r *hostRow) uint32 { return r.privHosts })
+	u32(hcMaxHosts, func(r *hostRow) uint32 { return r.maxHosts })
+	maxPort := b.Field(hcMaxPort).(*array.Uint16Builder)
+	for _, k := range order {
+		if r := &rows[k.idx]; r.maxHosts > 0 {
+			maxPort.UnsafeAppend(r.maxPort)
+		} else {
+			maxPort.UnsafeAppendBoolToBitmap(false)
+		}
+	}
+	u64(hcBytesOut, func(r *hostRow) uint64 { return r.bytesOut })
+	u64(hcBytesIn, func(r *hostRow) uint64 { return r.bytesIn })
+	u64(hcBytesOutExt, func(r *hostRow) uint64 { return r.bytesOutExt })
+	u32(hcStaging, func(r *hostRow) uint32 { return r.staging })
+	u64(hcStagingBytes, func(r *hostRow) uint64 { return r.stagingBytes })
+	u32(hcLarge, func(r *hostRow) uint32 { return r.large })
+	u64(hcLargeBytes, func(r *hostRow) uint64 { return r.largeBytes })
+	ts(hcFirst, func(r *hostRow) int64 { return r.first })
+	ts(hcLast, func(r *hostRow) int64 { return r.last })
+	sat := b.Field(hcSaturated).(*array.BooleanBuilder)
+	for _, k := range order {
+		sat.UnsafeAppend(rows[k.idx].saturated)
+	}
+	z := func(zc, bc int, f func(r *hostRow) (float64, uint8, bool)) {
+		zb := b.Field(zc).(*array.Float64Builder)
+		bb := b.Field(bc).(*array.Uint8Builder)
+		for _, k := range order {
+			if v, base, ok := f(&rows[k.idx]); ok {
+				zb.UnsafeAppend(v)
+				bb.UnsafeAppend(base)
+			} else {
+				zb.UnsafeAppendBoolToBitmap(false)
+				bb.UnsafeAppendBoolToBitmap(false)
+			}
+		}
+	}
+	z(hcConnZ, hcConnBase, func(r *hostRow) (float64, uint8, bool) { return r.connZ, r.connBase, r.connZOK })
+	z(hcBytesZ, hcBytesBase, func(r *hostRow) (float64, uint8, bool) { return r.bytesZ, r.bytesBase, r.bytesZOK })
 }
 
-// appendPairRows appends rows in the given order.
-func (e *Engine) appendPairRows(b *array.RecordBuilder, rows []pairRow, order []int32) {
-	b.Reserve(len(rows))
-	ts := func(i int) *array.TimestampBuilder { return b.Field(i).(*array.TimestampBuilder) }
-	u64 := func(i int) *array.Uint64Builder { return b.Field(i).(*array.Uint64Builder) }
-	f64 := func(i int) *array.Float64Builder { return b.Field(i).(*array.Float64Builder) }
-	bl := func(i int) *array.BooleanBuilder { return b.Field(i).(*array.BooleanBuilder) }
+// appendPairRows appends rows in the given order, column by column.
+func (e *Engine) appendPairRows(b *array.RecordBuilder, rows []pairRow, order []rowKey) {
+	n := len(order)
+	if n == 0 {
+		return
+	}
+	b.Reserve(n)
+	ts := func(col int, f func(r *pairRow) int64) {
+		c := b.Field(col).(*array.TimestampBuilder)
+		for _, k := range order {
+			c.UnsafeAppend(arrow.Timestamp(f(&rows[k.idx])))
+		}
+	}
+	u64 := func(col int, f func(r *pairRow) uint64) {
+		c := b.Field(col).(*array.Uint64Builder)
+		for _, k := range order {
+			c.UnsafeAppend(f(&rows[k.idx]))
+		}
+	}
+	bl := func(col int, f func(r *pairRow) bool) {
+		c := b.Field(col).(*array.BooleanBuilder)
+		for _, k := range order {
+			c.UnsafeAppend(f(&rows[k.idx]))
+		}
+	}
+	ts(pcStart, func(r *pairRow) int64 { return r.start })
+	ts(pcEnd, func(r *pairRow) int64 { return r.end })
 	win := b.Field(pcWindow).(*array.BinaryDictionaryBuilder)
 	src := b.Field(pcSrc).(*array.FixedSizeBinaryBuilder)
 	dst := b.Field(pcDst).(*array.FixedSizeBinaryBuilder)
-	port := b.Field(pcPort).(*array.Uint16Builder)
-	conns := b.Field(pcConns).(*array.Uint32Builder)
-	sources := b.Field(pcSources).(*array.Uint32Builder)
-	for _, i := range order {
-		r := &rows[i]
-		ts(pcStart).Append(arrow.Timestamp(r.start))
-		ts(pcEnd).Append(arrow.Timestamp(r.end))
+	for _, k := range order {
+		r := &rows[k.idx]
 		_ = win.Append(e.pairShapeNameB(r.shape))
 		src.Append(r.src[:])
 		dst.Append(r.dst[:])
-		port.Append(r.port)
-		bl(pcDstInternal).Append(r.dstInternal)
-		conns.Append(r.conns)
-		if r.hasGaps {
-			f64(pcGapMean).Append(r.gapMean)
-			f64(pcGapSD).Append(r.gapSD)
-			if r.gapCV == r.gapCV { // not NaN: the mean gap is positive
-				f64(pcGapCV).Append(r.gapCV)
-			} else {
-				f64(pcGapCV).AppendNull()
-			}
-		} else {
-			f64(pcGapMean).AppendNull()
-			f64(pcGapSD).AppendNull()
-			f64(pcGapCV).AppendNull()
-		}
-		u64(pcBytesOut).Append(r.out)
-		u64(pcBytesIn).Append(r.in)
-		sources.Append(r.sources)
-		bl(pcSourcesCapped).Append(r.sourcesCapped)
-		ts(pcFirst).Append(arrow.Timestamp(r.first))
-		ts(pcLast).Append(arrow.Timestamp(r.last))
 	}
+	port := b.Field(pcPort).(*array.Uint16Builder)
+	conns := b.Field(pcConns).(*array.Uint32Builder)
+	sources := b.Field(pcSources).(*array.Uint32Builder)
+	for _, k := range order {
+		r := &rows[k.idx]
+		port.UnsafeAppend(r.port)
+		conns.UnsafeAppend(r.conns)
+		sources.UnsafeAppend(r.sources)
+	}
+	bl(pcDstInternal, func(r *pairRow) bool { return r.dstInternal })
+	mean := b.Field(pcGapMean).(*array.Float64Builder)
+	sd := b.Field(pcGapSD).(*array.Float64Builder)
+	cv := b.Field(pcGapCV).(*array.Float64Builder)
+	for _, k := range order {
+		r := &rows[k.idx]
+		if !r.hasGaps {
+			mean.UnsafeAppendBoolToBitmap(false)
+			sd.UnsafeAppendBoolToBitmap(false)
+			cv.UnsafeAppendBoolToBitmap(false)
+			continue
+		}
+		mean.UnsafeAppend(r.gapMean)
+		sd.UnsafeAppend(r.gapSD)
+		if r.gapCV == r.gapCV { // not NaN: the mean gap is positive
+			cv.UnsafeAppend(r.gapCV)
+		} else {
+			cv.UnsafeAppendBoolToBitmap(false)
+		}
+	}
+	u64(pcBytesOut, func(r *pairRow) uint64 { return r.out })
+	u64(pcBytesIn, func(r *pairRow) uint64 { return r.in })
+	bl(pcSourcesCapped, func(r *pairRow) bool { return r.sourcesCapped })
+	ts(pcFirst, func(r *pairRow) int64 { return r.first })
+	ts(pcLast, func(r *pairRow) int64 { return r.last })
 }
 
 func (e *Engine) pairShapeNameB(shape int) []byte {

@@ -21,7 +21,8 @@ const (
 	tagCombo = 3 // (destination port, internal destination id)
 	tagPriv  = 4 // internal destination id reached on a privileged port
 	tagLarge = 5 // external destination id of a connection over the large threshold
-	numTags  = 6
+	tagXHost = 6 // external destination id (with tagIHost: the unique_hosts metric)
+	numTags  = 7
 )
 
 const (
@@ -60,8 +61,10 @@ type setGeom struct {
 func (s *elemSet) nslots(g *setGeom) int { return len(s.slots) / g.stride }
 
 // add records that element e occurs in pane; it reports whether e is new,
-// and refused when e is new but its tag is at the cap.
-func (s *elemSet) add(g *setGeom, e uint64, pane int32) (isNew, refused bool) {
+// refused when e is new but its tag is at the cap, and first when this is
+// e's first occurrence in pane (its bit was clear): the pane's distinct
+// count of the tag grows.
+func (s *elemSet) add(g *setGeom, e uint64, pane int32) (isNew, refused, first bool) {
 	if s.slots == nil {
 		s.slots = make([]uint64, 8*g.stride)
 	}
@@ -72,8 +75,7 @@ func (s *elemSet) add(g *setGeom, e uint64, pane int32) (isNew, refused bool) {
 	for {
 		k := s.slots[int(i)*g.stride]
 		if k == e {
-			s.setBit(g, int(i), pane)
-			return false, false
+			return false, false, s.setBit(g, int(i), pane)
 		}
 		if k == emptyElem {
 			break
@@ -85,7 +87,7 @@ func (s *elemSet) add(g *setGeom, e uint64, pane int32) (isNew, refused bool) {
 	}
 	tag := elemTag(e)
 	if s.perTag[tag] >= g.cap {
-		return true, true
+		return true, true, false
 	}
 	if (s.live+s.tombs+1)*4 > uint32(n)*3 {
 		s.rehash(g)
@@ -100,12 +102,17 @@ func (s *elemSet) add(g *setGeom, e uint64, pane int32) (isNew, refused bool) {
 	s.live++
 	s.perTag[tag]++
 	s.setBit(g, slot, pane)
-	return true, false
+	return true, false, true
 }
 
-func (s *elemSet) setBit(g *setGeom, slot int, pane int32) {
+// setBit sets the pane's bit and reports whether it was clear.
+func (s *elemSet) setBit(g *setGeom, slot int, pane int32) bool {
 	b := ringBit(pane, g.ring)
-	s.slots[slot*g.stride+1+int(b>>6)] |= 1 << (b & 63)
+	w := &s.slots[slot*g.stride+1+int(b>>6)]
+	m := uint64(1) << (b & 63)
+	clear := *w&m == 0
+	*w |= m
+	return clear
 }
 
 // rehash rebuilds the table, dropping tombstones and doubling when it is

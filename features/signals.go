@@ -45,18 +45,39 @@ const (
 //	                                                                             bands: z; absolute_severity over bytes_over
 //	DESTINATION_DIVERSITY   large external destinations >= min_destinations     bands: same
 
-// hostSpec is one enabled host signal: its window shape and hop.
+// hostSpec is one enabled host signal: its window shape and hop, and the
+// class (the specs of its hop) it belongs to.
 type hostSpec struct {
 	typ   SignalType
 	shape int
 	size  int64
 	hop   int64
+	class int
 }
 
 type pairSpec struct {
 	typ   SignalType
 	shape int // len(pairShapes) for sessions
+	size  int64
 	hop   int64
+	class int // -1 for sessions
+}
+
+// needsDistinct: the signal reads distinct counts (or lists) from the
+// host's sets.
+func (t SignalType) needsDistinct() bool {
+	switch t {
+	case PortScan, ConnectionSpike, PrivilegedAccess, HostSweep, DestinationDiversity:
+		return true
+	}
+	return false
+}
+
+// spikeEval is a spike signal's score for one window, computed once per
+// visit for the gate, the signal and the row.
+type spikeEval struct {
+	z, mean, sd float64
+	base        uint8
 }
 
 // suppression state: the last emitted signal of a type for one entity.
@@ -77,14 +98,40 @@ const (
 	maxDetailDsts  = 16
 )
 
-// hostSignals evaluates the host signals whose window is r's and whose hop
-// divides T, fills r's z columns, and appends the signals that fire.
-// Evidence lists are built only for signals that are not suppressed.
-func (e *Engine) hostSignals(r *hostRow, T int64) {
+// spike scores the spike spec i on the window summed in a (the baseline
+// lookup happens here, once per window).
+func (e *Engine) spike(i int, a *hostAgg, host addrKey, T int64) spikeEval {
+	cfg := &e.cfg.Signals
+	switch e.hostSpecs[i].typ {
+	case ConnectionSpike:
+		c := &cfg.ConnectionSpike
+		mean, sd, base := e.baseline(host, BaselineConnections, T, c.PriorMean, c.PriorSD)
+		// z against the host baseline or the prior (the reference:
+		// (40 - 10) / 3 = 10.0 for its sample).
+		return spikeEval{(float64(a.conns) - mean) / sd, mean, sd, base}
+	case OutboundSpike:
+		c := &cfg.OutboundSpike
+		mean, sd, base := e.baseline(host, BaselineBytesOutExternal, T, c.PriorMeanBytes, c.PriorSDBytes)
+		// The reference's deviation score is z in MB:
+		// (bytes/10^6 - 50) / 25, i.e. (bytes - mean) / sd in bytes.
+		// Its sample's 2.2 GB gives 86.0 over the whole file; the real
+		// 5-minute window [10:20, 10:25) holds 2.05 GB, z 80.
+		return spikeEval{(float64(a.bytesOutExt) - mean) / sd, mean, sd, base}
+	}
+	return spikeEval{}
+}
+
+// hostSignals evaluates the host signals in specs (indices into
+// hostSpecs) on r's window, fills r's z columns from the spike scores in
+// e.spikes, and appends the signals that fire; it returns the specs that
+// fired. Evidence lists are built only for signals that are not
+// suppressed.
+func (e *Engine) hostSignals(r *hostRow, T int64, specs uint16) (fired uint16) {
 	cfg := &e.cfg.Signals
 	tp := e.hostIdx(T)
-	for _, sp := range e.hostSpecs {
-		if sp.shape != r.shape || floorMod(T, sp.hop) != 0 {
+	for i := range e.hostSpecs {
+		sp := e.hostSpecs[i]
+		if sp.shape != r.shape || specs&(1<<uint(i)) == 0 {
 			continue
 		}
 		panes := sp.size / e.g.hostPane
@@ -95,11 +142,13 @@ func (e *Engine) hostSignals(r *hostRow, T int64) {
 			if r.ports <= uint32(c.DistinctPortsOver) {
 				continue
 			}
+			fired |= 1 << uint(i)
 			s := e.hostSignal(r, PortScan, v, float64(c.DistinctPortsOver), c.Bands.severity(v, false))
-			if !e.admit(&s, sp, v) {
+			if !e.admit(&s, sp.size, sp.hop, v) {
 				continue
 			}
-			s.Metrics = e.metrics(Metric{"unique_ports", v}, Metric{"connection_count", float64(r.conns)})
+			s.Metrics = e.metrics(Metric{"unique_ports", v}, Metric{"connection_count", float64(r.conns)},
+				Metric{"unique_hosts", float64(r.ihosts + r.xhosts)})
 			det := e.hostDetail(r.hostIdx, tagPort, -1, tp, panes, maxDetailPorts)
 			s.Ports = make([]uint16, len(det))
 			for i, el := range det {
@@ -108,20 +157,20 @@ func (e *Engine) hostSignals(r *hostRow, T int64) {
 			e.signals = append(e.signals, s)
 		case ConnectionSpike:
 			c := &cfg.ConnectionSpike
-			mean, sd, base := e.baseline(r.host, BaselineConnections, T, c.PriorMean, c.PriorSD)
-			// z against the host baseline or the prior (the reference:
-			// (40 - 10) / 3 = 10.0 for its sample).
-			z := (float64(r.conns) - mean) / sd
-			r.connZ, r.connZOK, r.connBase = z, true, base
+			sk := &e.spikes[i]
+			z := sk.z
+			r.connZ, r.connZOK, r.connBase = z, true, sk.base
 			if !(z > c.ZOver) {
 				continue
 			}
+			fired |= 1 << uint(i)
 			s := e.hostSignal(r, ConnectionSpike, z, c.ZOver, c.Bands.severity(z, false))
-			if !e.admit(&s, sp, z) {
+			if !e.admit(&s, sp.size, sp.hop, z) {
 				continue
 			}
 			s.Metrics = e.metrics(Metric{"connection_count", float64(r.conns)}, Metric{"deviation_score", z},
-				Metric{"baseline_mean", mean}, Metric{"baseline_sd", sd}, Metric{"baseline", float64(base)})
+				Metric{"baseline_mean", sk.mean}, Metric{"baseline_sd", sk.sd}, Metric{"baseline", float64(sk.base)},
+				Metric{"unique_hosts", float64(r.ihosts + r.xhosts)})
 			e.signals = append(e.signals, s)
 		case PrivilegedAccess:
 			c := &cfg.PrivilegedAccess
@@ -134,8 +183,9 @@ func (e *Engine) hostSignals(r *hostRow, T int64) {
 			default:
 				continue
 			}
+			fired |= 1 << uint(i)
 			s := e.hostSignal(r, PrivilegedAccess, v, th, c.Bands.severity(float64(r.privServices), false))
-			if !e.admit(&s, sp, float64(r.privServices)*1e6+v) {
+			if !e.admit(&s, sp.size, sp.hop, float64(r.privServices)*1e6+v) {
 				continue
 			}
 			s.Metrics = e.metrics(Metric{"unique_services", float64(r.privServices)}, Metric{"unique_ports", float64(r.privPorts)},
@@ -158,9 +208,10 @@ func (e *Engine) hostSignals(r *hostRow, T int64) {
 			if r.maxHosts < uint32(c.MinHostsOnePort) {
 				continue
 			}
+			fired |= 1 << uint(i)
 			v := float64(r.maxHosts)
 			s := e.hostSignal(r, HostSweep, v, float64(c.MinHostsOnePort), c.Bands.severity(v, false))
-			if !e.admit(&s, sp, v) {
+			if !e.admit(&s, sp.size, sp.hop, v) {
 				continue
 			}
 			s.Metrics = e.metrics(Metric{"hosts_on_port", v}, Metric{"port", float64(r.maxPort)},
@@ -177,8 +228,9 @@ func (e *Engine) hostSignals(r *hostRow, T int64) {
 			if ratio < c.MinRatio {
 				continue
 			}
+			fired |= 1 << uint(i)
 			s := e.hostSignal(r, FailedConnections, ratio, c.MinRatio, c.Bands.severity(float64(r.failed), false))
-			if !e.admit(&s, sp, float64(r.failed)) {
+			if !e.admit(&s, sp.size, sp.hop, float64(r.failed)) {
 				continue
 			}
 			s.Metrics = e.metrics(Metric{"failed_connections", float64(r.failed)}, Metric{"attempts", float64(r.known)},
@@ -189,23 +241,20 @@ func (e *Engine) hostSignals(r *hostRow, T int64) {
 			if r.stagingBytes <= c.TotalBytesOver {
 				continue
 			}
+			fired |= 1 << uint(i)
 			v := float64(r.stagingBytes)
 			s := e.hostSignal(r, DataStaging, v, float64(c.TotalBytesOver), c.Bands.severity(v, false))
-			if !e.admit(&s, sp, v) {
+			if !e.admit(&s, sp.size, sp.hop, v) {
 				continue
 			}
 			s.Metrics = e.metrics(Metric{"total_bytes_staged", v}, Metric{"transfer_count", float64(r.staging)})
 			e.signals = append(e.signals, s)
 		case OutboundSpike:
 			c := &cfg.OutboundSpike
-			mean, sd, base := e.baseline(r.host, BaselineBytesOutExternal, T, c.PriorMeanBytes, c.PriorSDBytes)
+			sk := &e.spikes[i]
+			mean, sd, z := sk.mean, sk.sd, sk.z
 			v := float64(r.bytesOutExt)
-			// The reference's deviation score is z in MB:
-			// (bytes/10^6 - 50) / 25, i.e. (bytes - mean) / sd in bytes.
-			// Its sample's 2.2 GB gives 86.0 over the whole file; the real
-			// 5-minute window [10:20, 10:25) holds 2.05 GB, z 80.
-			z := (v - mean) / sd
-			r.bytesZ, r.bytesZOK, r.bytesBase = z, true, base
+			r.bytesZ, r.bytesZOK, r.bytesBase = z, true, sk.base
 			// Divergence from the reference: it emits OUTBOUND_SPIKE HIGH
 			// for 10.100.60.40 (50 MB to 8.8.8.8, deviation 0.0). With
 			// the definition (> 1 GB, or z > 3) 50 MB is z 0 and
@@ -214,22 +263,23 @@ func (e *Engine) hostSignals(r *hostRow, T int64) {
 			if !over && !(z > c.ZOver) {
 				continue
 			}
+			fired |= 1 << uint(i)
 			sev := c.Bands.severity(z, false)
 			if over {
 				sev = max(sev, c.AbsoluteSeverity)
 			}
 			s := e.hostSignal(r, OutboundSpike, v, min(float64(c.BytesOver), mean+c.ZOver*sd), sev)
-			if !e.admit(&s, sp, v) {
+			if !e.admit(&s, sp.size, sp.hop, v) {
 				continue
 			}
 			if r.bytesIn > 0 {
 				s.Metrics = e.metrics(Metric{"bytes_uploaded", v}, Metric{"bytes_downloaded", float64(r.bytesIn)},
 					Metric{"upload_ratio", v / float64(r.bytesIn)}, Metric{"deviation_score", z},
-					Metric{"baseline_mean", mean}, Metric{"baseline_sd", sd}, Metric{"baseline", float64(base)})
+					Metric{"baseline_mean", mean}, Metric{"baseline_sd", sd}, Metric{"baseline", float64(sk.base)})
 			} else {
 				s.Metrics = e.metrics(Metric{"bytes_uploaded", v}, Metric{"bytes_downloaded", 0},
 					Metric{"deviation_score", z},
-					Metric{"baseline_mean", mean}, Metric{"baseline_sd", sd}, Metric{"baseline", float64(base)})
+					Metric{"baseline_mean", mean}, Metric{"baseline_sd", sd}, Metric{"baseline", float64(sk.base)})
 			}
 			e.signals = append(e.signals, s)
 		case DestinationDiversity:
@@ -237,9 +287,10 @@ func (e *Engine) hostSignals(r *hostRow, T int64) {
 			if r.large < uint32(c.MinDestinations) || r.largeBytes <= c.TotalBytesOver {
 				continue
 			}
+			fired |= 1 << uint(i)
 			v := float64(r.large)
 			s := e.hostSignal(r, DestinationDiversity, v, float64(c.MinDestinations), c.Bands.severity(v, false))
-			if !e.admit(&s, sp, v) {
+			if !e.admit(&s, sp.size, sp.hop, v) {
 				continue
 			}
 			s.Metrics = e.metrics(Metric{"unique_destinations", v}, Metric{"total_bytes_sent", float64(r.largeBytes)})
@@ -247,6 +298,7 @@ func (e *Engine) hostSignals(r *hostRow, T int64) {
 			e.signals = append(e.signals, s)
 		}
 	}
+	return fired
 }
 
 func (e *Engine) hostSignal(r *hostRow, typ SignalType, v, th float64, sev Severity) Signal {
@@ -276,15 +328,16 @@ func (e *Engine) baseline(host addrKey, metric string, at int64, pm, psd float64
 	return pm, psd, 0
 }
 
-// pairSignals evaluates the pair signals of r's window (end is the tick
-// for hopping windows, the session end for sessions) and reports whether
-// any fired.
-func (e *Engine) pairSignals(r *pairRow, T int64) bool {
+// pairSignals evaluates the pair signals in specs (indices into
+// pairSpecs) on r's window (end is the tick for hopping windows, the
+// session end for sessions) and reports whether any fired. Prevalence is
+// counted only when a signal needs it.
+func (e *Engine) pairSignals(r *pairRow, specs uint16) bool {
 	cfg := &e.cfg.Signals
 	fired := false
-	session := r.shape >= len(e.pairShapes)
-	for _, sp := range e.pairSpecs {
-		if sp.shape != r.shape || (!session && floorMod(T, sp.hop) != 0) {
+	for i := range e.pairSpecs {
+		sp := &e.pairSpecs[i]
+		if sp.shape != r.shape || specs&(1<<uint(i)) == 0 {
 			continue
 		}
 		switch sp.typ {
@@ -294,29 +347,32 @@ func (e *Engine) pairSignals(r *pairRow, T int64) bool {
 			// cv_below (the reference: >= 3 connections, CV < 0.3).
 			if r.conns >= uint32(c.MinConnections) && r.hasGaps && !slices.Contains(c.ExcludedPorts, r.port) &&
 				r.gapMean*1e6 >= float64(c.MinMeanGap.micros()) && r.gapCV < c.CVBelow {
+				fired = true
 				s := e.pairSignal(r, PeriodicBeacon, r.gapCV, c.CVBelow, c.Bands.severity(float64(r.conns), false))
-				if !e.admit(&s, hostSpec{typ: sp.typ, size: r.end - r.start, hop: sp.hop}, float64(r.conns)) {
+				if !e.admit(&s, r.end-r.start, sp.hop, float64(r.conns)) {
 					continue
 				}
 				s.Metrics = e.metrics(Metric{"connection_count", float64(r.conns)}, Metric{"avg_interval_seconds", r.gapMean},
 					Metric{"interval_stddev", r.gapSD}, Metric{"interval_cv", r.gapCV},
 					Metric{"total_bytes_sent", float64(r.out)}, Metric{"total_bytes_received", float64(r.in)})
 				e.signals = append(e.signals, s)
-				fired = true
 			}
 		case PersistentDestination:
 			c := &cfg.PersistentDestination
-			if r.conns >= uint32(c.MinConnections) && !r.sourcesCapped && r.sources < uint32(c.InternalHostsBelow) &&
-				!slices.Contains(c.ExcludedPorts, r.port) {
+			if r.conns < uint32(c.MinConnections) || slices.Contains(c.ExcludedPorts, r.port) {
+				continue
+			}
+			e.pairSources(r)
+			if !r.sourcesCapped && r.sources < uint32(c.InternalHostsBelow) {
+				fired = true
 				s := e.pairSignal(r, PersistentDestination, float64(r.conns), float64(c.MinConnections),
 					c.Bands.severity(float64(r.sources), true))
-				if !e.admit(&s, hostSpec{typ: sp.typ, size: r.end - r.start, hop: sp.hop}, -float64(r.sources)*1e9+float64(r.conns)) {
+				if !e.admit(&s, r.end-r.start, sp.hop, -float64(r.sources)*1e9+float64(r.conns)) {
 					continue
 				}
 				s.Metrics = e.metrics(Metric{"connection_count", float64(r.conns)}, Metric{"internal_hosts_contacting", float64(r.sources)},
 					Metric{"total_bytes_sent", float64(r.out)}, Metric{"total_bytes_received", float64(r.in)})
 				e.signals = append(e.signals, s)
-				fired = true
 			}
 		case CommandExchange:
 			c := &cfg.CommandExchange
@@ -351,11 +407,11 @@ func (e *Engine) pairSignal(r *pairRow, typ SignalType, v, th float64, sev Sever
 }
 
 // admit decides whether s is emitted: not when it repeats, for an
-// overlapping window of a hopping spec, one already emitted for the same
-// entity without rising in severity or strength (the signal's band
-// quantity, oriented so that more is worse).
-func (e *Engine) admit(s *Signal, sp hostSpec, strength float64) bool {
-	if !e.cfg.Output.SuppressRepeats || sp.size <= sp.hop {
+// overlapping window of a hopping spec (size over hop), one already
+// emitted for the same entity without rising in severity or strength (the
+// signal's band quantity, oriented so that more is worse).
+func (e *Engine) admit(s *Signal, size, hop int64, strength float64) bool {
+	if !e.cfg.Output.SuppressRepeats || size <= hop {
 		return true
 	}
 	k := suppKey{typ: s.Type, src: s.Src, dst: s.Dst, port: s.DstPort}

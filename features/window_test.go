@@ -93,16 +93,12 @@ func TestHoppingWindows(t *testing.T) {
 	if want := []string{"09:59:30", "09:59:40", "09:59:50", "10:00:00"}; !slices.Equal(got, want) {
 		t.Errorf("PORT_SCAN windows %v, want %v", got, want)
 	}
-	// One host row per 60 s window that holds any of the connections:
-	// starts 09:59:10 .. 10:00:20, 8 windows.
+	// Rows only for the tiling window that holds the connections
+	// ([10:00:00, 10:01:00)), not for the hops that overlap it.
 	rows := hostRows(c, "10.1.1.1", "1m0s")
-	if len(rows) != 8 {
-		t.Errorf("%d one-minute host rows, want 8", len(rows))
-	}
-	for _, r := range rows {
-		if r["window_start"] == "2026-01-01 10:00:00Z" && (r["connections"] != "21" || r["distinct_ports"] != "21") {
-			t.Errorf("row [10:00:00, 10:01:00): %v", r)
-		}
+	if len(rows) != 1 || rows[0]["window_start"] != "2026-01-01 10:00:00Z" ||
+		rows[0]["connections"] != "21" || rows[0]["distinct_ports"] != "21" {
+		t.Errorf("one-minute host rows %v, want the one of [10:00:00, 10:01:00) with 21 connections and ports", rows)
 	}
 
 	// With repeats suppressed, the overlapping windows give one signal.
@@ -176,22 +172,24 @@ func TestWatermarkEmitsOnTime(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	feed(t0.Add(5*time.Second), "10.1.1.1") // pane [10:00:00, 10:00:10)
-	feed(t0.Add(39*time.Second), "10.1.1.2")
+	feed(t0.Add(5*time.Second), "10.1.1.1") // tiling window [10:00:00, 10:01:00)
+	feed(t0.Add(89*time.Second), "10.1.1.2")
 	if len(c.outs) != 0 {
-		t.Fatalf("emitted before the watermark reached 10:00:10: %v", c.outs[0].end)
+		t.Fatalf("emitted before the watermark reached 10:01:00: %v", c.outs[0].end)
 	}
-	feed(t0.Add(40*time.Second), "10.1.1.2") // watermark 10:00:10
-	if len(c.outs) != 1 || c.outs[0].end != t0.Add(10*time.Second).UnixMicro() {
-		t.Fatalf("outputs %d, want the window ending 10:00:10", len(c.outs))
+	feed(t0.Add(90*time.Second), "10.1.1.2") // watermark 10:01:00
+	end := t0.Add(time.Minute).UnixMicro()
+	if len(c.outs) != 1 || c.outs[0].end != end {
+		t.Fatalf("outputs %d, want the window ending 10:01:00", len(c.outs))
 	}
-	if c.outs[0].watermark != t0.Add(10*time.Second).UnixMicro() {
+	if c.outs[0].watermark != end {
 		t.Errorf("watermark %s", us(c.outs[0].watermark))
 	}
-	// At 10:00:10 only the 60 s host windows close (hop 10 s); pair
-	// windows close on 30 s ticks.
-	end := t0.Add(10 * time.Second).UnixMicro()
-	if want := []WindowBounds{{"host", "1m0s", end - 60e6, end}}; !slices.Equal(c.outs[0].windows, want) {
+	// At 10:01:00 the one-minute host windows tile (their rows are here)
+	// and sessions that ended in the last pair pane are emitted; the
+	// hopping windows that closed at 10:00:10 .. 10:00:50 had no row and
+	// no signal, hence no output.
+	if want := []WindowBounds{{"host", "1m0s", end - 60e6, end}, {"pair", SessionWindowName, end - 30e6, end}}; !slices.Equal(c.outs[0].windows, want) {
 		t.Errorf("closed windows %v, want %v", c.outs[0].windows, want)
 	}
 	if err := e.Flush(ctx); err != nil {
@@ -558,10 +556,12 @@ func TestEmitErrorStopsProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	t0 := at("2026-01-01T10:00:00Z")
+	// The second connection moves the watermark past 10:01:00, where the
+	// first one's tiling row is emitted.
 	err = e.Process(context.Background(), []ingest.Conn{
 		conn(t0, "10.1.1.1", "10.2.2.2", 22, 0, 0),
-		conn(t0.Add(time.Minute), "10.1.1.1", "10.2.2.2", 22, 0, 0),
 		conn(t0.Add(2*time.Minute), "10.1.1.1", "10.2.2.2", 22, 0, 0),
+		conn(t0.Add(4*time.Minute), "10.1.1.1", "10.2.2.2", 22, 0, 0),
 	})
 	if !errors.Is(err, boom) {
 		t.Fatalf("Process: %v, want %v", err, boom)
@@ -621,6 +621,114 @@ func TestEventTimeEnd(t *testing.T) {
 		s := col.of(DataStaging, "10.1.1.1")
 		if len(s) != 1 || us(s[0].WindowStart) != tc.want {
 			t.Errorf("event_time %s: DATA_STAGING %v, want window at %s", tc.et, s, tc.want)
+		}
+	}
+}
+
+// runExhaustive is runBatches with every gate turned off: every host and
+// pair with a connection in a window is evaluated at every hop, as if
+// nothing could be skipped.
+func runExhaustive(t *testing.T, cfg Config, conns []ingest.Conn, b Baselines, exhaustive bool) *collector {
+	t.Helper()
+	mem := memory.NewCheckedAllocator(memory.DefaultAllocator)
+	defer mem.AssertSize(t, 0)
+	c := &collector{}
+	e, err := NewEngine(cfg, c, nil, mem)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SetBaselines(b)
+	if exhaustive {
+		e.exhaustive, e.queueMin = true, 1
+	}
+	for i := 0; i < len(conns); i += 500 {
+		if err := e.Process(context.Background(), conns[i:min(i+500, len(conns))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.checkInvariants(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestGatesChangeNothing: skipping the hosts and pairs whose gates fail
+// (and the pairs with too few retained connections) gives exactly the
+// output of evaluating everything, with and without repeat suppression
+// and per-host baselines.
+func TestGatesChangeNothing(t *testing.T) {
+	quiet := hostBaseline{BaselineConnections: {2, 1}, BaselineBytesOutExternal: {1 * mB, 1 * mB}}
+	for _, tc := range []struct {
+		name     string
+		suppress bool
+		b        Baselines
+	}{
+		{"default", true, nil},
+		{"every repeat", false, nil},
+		{"baselines", false, quiet},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Limits.TrackInternalPairs = true
+			cfg.Output.SuppressRepeats = tc.suppress
+			for seed := range uint64(3) {
+				conns := append(readFile(t, "testdata/reference/01-lateral-movement.ndjson"), streamWithAttacks(seed+20, 5000)...)
+				want := runExhaustive(t, cfg, conns, tc.b, true)
+				got := runExhaustive(t, cfg, conns, tc.b, false)
+				if len(want.signals) == 0 {
+					t.Fatal("no signals")
+				}
+				if gotT, wantT := got.transcript(), want.transcript(); !slices.Equal(gotT, wantT) {
+					t.Errorf("seed %d: gated output differs from the exhaustive one:\n%s", seed, firstDiff(gotT, wantT))
+				}
+			}
+		})
+	}
+}
+
+// TestRowsTile: every row is a tiling window's (its start a multiple of
+// its length) or a session's, and every tiling window with a connection
+// has its row.
+func TestRowsTile(t *testing.T) {
+	cfg := DefaultConfig()
+	conns := streamWithAttacks(4, 4000)
+	c, st := run(t, cfg, conns)
+	if st.HostRows == 0 || st.PairRows == 0 {
+		t.Fatalf("no rows: %+v", st)
+	}
+	seen := map[string]bool{}
+	for _, o := range c.outs {
+		for _, rows := range [][]map[string]string{o.hosts, o.pairs} {
+			for _, r := range rows {
+				if r["window"] == SessionWindowName {
+					continue
+				}
+				start, _ := time.Parse("2006-01-02 15:04:05Z", r["window_start"])
+				size, err := time.ParseDuration(r["window"])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if start.UnixMicro()%size.Microseconds() != 0 {
+					t.Errorf("row of an overlapping window: %v", r)
+				}
+				if r["host"] != "" {
+					seen[r["host"]+" "+r["window"]+" "+r["window_start"]] = true
+				}
+			}
+		}
+	}
+	for _, x := range conns {
+		if !x.OrigH.IsPrivate() {
+			continue
+		}
+		for _, size := range []time.Duration{time.Minute, 5 * time.Minute, 10 * time.Minute} {
+			start := time.UnixMicro(x.TS - x.TS%size.Microseconds()).UTC().Format("2006-01-02 15:04:05Z")
+			if k := x.OrigH.String() + " " + size.String() + " " + start; !seen[k] {
+				t.Fatalf("no row for %s", k)
+			}
 		}
 	}
 }

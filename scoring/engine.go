@@ -604,6 +604,7 @@ const (
 	metricConnections   = "connection_count"
 	metricUniquePorts   = "unique_ports"
 	metricUniqueDsts    = "unique_destinations"
+	metricUniqueHosts   = "unique_hosts" // distinct destination hosts (scan, spike, privileged access)
 	metricStaged        = "total_bytes_staged"
 	metricUploaded      = "bytes_uploaded"
 	metricDownloaded    = "bytes_downloaded"
@@ -715,7 +716,7 @@ func (b *builder) add(s *features.Signal) {
 			sm.Connections = max(sm.Connections, u)
 		case metricUniquePorts:
 			b.uniqPort = max(b.uniqPort, int(min(v, 1<<31)))
-		case metricUniqueDsts:
+		case metricUniqueDsts, metricUniqueHosts:
 			b.uniqDst = max(b.uniqDst, int(min(v, 1<<31)))
 		case metricStaged:
 			sm.BytesStaged = max(sm.BytesStaged, u)

@@ -352,3 +352,31 @@ func readDetections(t *testing.T, name string) []scoring.Detection {
 	}
 	return ds
 }
+
+// TestReplayReferenceFigures: the reference samples replayed from their raw
+// events give the reference's detections with its figures: 10.0.0.5 reached
+// 40 destinations on 24 ports, 10.100.50.25 staged 1.1 GB and sent 2.2 GB to
+// 6 destinations, and the benign hosts stay quiet.
+func TestReplayReferenceFigures(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "detections.jsonl")
+	code, stdout, errOut := runCmd(t.Context(), "replay", "--no-store", "--out", out,
+		"../../testdata/reference/01-lateral-movement.ndjson", "../../testdata/reference/07-large-volume-exfiltration.json")
+	if code != exitOK {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, errOut)
+	}
+	byType := map[string]scoring.Detection{}
+	for _, d := range readDetections(t, out) {
+		byType[d.Type] = d
+		if s := d.Src.String(); s == "10.100.60.40" || s == "10.100.70.15" {
+			t.Errorf("detection on a benign host: %s %s", d.ID, s)
+		}
+	}
+	lm := byType["LATERAL_MOVEMENT"].Evidence.Summary
+	if byType["LATERAL_MOVEMENT"].Src.String() != "10.0.0.5" || lm.Connections != 40 || lm.DistinctDestinations != 40 || lm.DistinctPorts != 24 {
+		t.Errorf("LATERAL_MOVEMENT %+v", byType["LATERAL_MOVEMENT"])
+	}
+	ex := byType["DATA_EXFILTRATION"].Evidence.Summary
+	if byType["DATA_EXFILTRATION"].Src.String() != "10.100.50.25" || ex.BytesStaged != 1_100_000_000 || ex.BytesOut != 2_200_000_000 || ex.DistinctDestinations != 6 {
+		t.Errorf("DATA_EXFILTRATION %+v", byType["DATA_EXFILTRATION"])
+	}
+}
