@@ -31,46 +31,67 @@ func severityWeight(s features.Severity) float64 {
 }
 
 // assess rates a match of rule r whose contributing signals have the given
-// severities, best per required type present (matched of required types).
-//
-// Severity is the rule's for a full match and one level lower for every
-// missing required type (never below LOW): a partial match is reported,
-// but quieter.
+// best severities and evidence strengths per required type present (str
+// nil: each type's strength is its severity weight).
 //
 // Confidence is a product of three factors in [0, 1]:
 //
-//	conf = rule x coverage x (0.5 + 0.5 x mean severity weight)
+//	conf = rule x coverage x (0.5 + 0.5 x mean strength)
 //
 // rule is the rule's own rating (HIGH 1, MEDIUM 0.85, LOW 0.7); coverage
 // is matched/required, so that each missing signal costs its share; the
-// last factor gives independent corroboration its due: three CRITICAL
-// signals (weight 1) give 1, three LOW ones (0.25) give 0.625. With the
-// reference's lateral-movement signals (MEDIUM, CRITICAL, CRITICAL) a full
-// HIGH rule gives 0.917.
+// last factor is the combined evidence. A signal's strength is its
+// scorer's evidence_strength metric (a beacon score, a tail probability,
+// a CUSUM: see strength), and for Layer 1's threshold signals their
+// severity weight: three CRITICAL signals (weight 1) give 1, three LOW
+// ones (0.25) give 0.625. With the reference's lateral-movement signals
+// (MEDIUM, CRITICAL, CRITICAL) a full HIGH rule gives 0.917.
+//
+// Severity follows from confidence: at most CRITICAL from 0.85, HIGH from
+// 0.7, MEDIUM from 0.5, else LOW; and never above the rule's severity
+// lowered one level for every missing required type (never below LOW),
+// so a partial match is reported, but quieter.
 //
 // Score ranks detections for triage on 0-100: severity weight times
 // confidence, so that a CRITICAL detection at 0.9 scores 90 and a partial
 // HIGH one at 0.6 scores 45.
-func assess(r *Rule, best map[features.SignalType]features.Severity) assessment {
+func assess(r *Rule, best map[features.SignalType]features.Severity, str map[features.SignalType]float64) assessment {
 	required := len(r.RequiredSignals)
 	matched := 0
 	var sum float64
 	for _, t := range r.RequiredSignals {
 		if s, ok := best[t]; ok {
 			matched++
-			sum += severityWeight(s)
+			if v, ok := str[t]; ok {
+				sum += v
+			} else {
+				sum += severityWeight(s)
+			}
 		}
 	}
 	if matched == 0 || required == 0 {
 		return assessment{}
 	}
-	sev := int(r.Severity) - (required - matched)
-	sev = max(sev, int(features.Low))
 	ruleF, _ := ruleConfidence(r.Confidence)
 	coverage := float64(matched) / float64(required)
 	conf := ruleF * coverage * (0.5 + 0.5*sum/float64(matched))
 	conf = math.Min(1, math.Max(0, conf))
+	sev := int(r.Severity) - (required - matched)
+	sev = max(min(sev, int(severityFor(conf))), int(features.Low))
 	return assessment{severity: features.Severity(sev), confidence: conf, score: score(features.Severity(sev), conf)}
+}
+
+// severityFor is the highest severity a confidence supports; see assess.
+func severityFor(conf float64) features.Severity {
+	switch {
+	case conf >= 0.85:
+		return features.Critical
+	case conf >= 0.7:
+		return features.High
+	case conf >= 0.5:
+		return features.Medium
+	}
+	return features.Low
 }
 
 // score is severity weight times confidence on 0-100; see assess.

@@ -65,6 +65,9 @@ type SignalRef struct {
 type Evidence struct {
 	Summary Summary
 	Signals []SignalEvidence
+	// Deviations say which feature deviated from which baseline by how
+	// much: per signal type and feature the largest, sorted.
+	Deviations []Deviation
 }
 
 // Summary is the detection-level evidence. Volumes and distinct counts
@@ -144,8 +147,20 @@ type signalJSON struct {
 }
 
 type evidenceJSON struct {
-	Summary summaryJSON          `json:"summary"`
-	Signals []signalEvidenceJSON `json:"signals"`
+	Summary    summaryJSON          `json:"summary"`
+	Signals    []signalEvidenceJSON `json:"signals"`
+	Deviations []deviationJSON      `json:"deviations,omitempty"`
+}
+
+type deviationJSON struct {
+	Signal   features.SignalType `json:"signal"`
+	Feature  string              `json:"feature"`
+	Baseline string              `json:"baseline"`
+	Observed float64             `json:"observed"`
+	Expected float64             `json:"expected"`
+	Ratio    float64             `json:"ratio"`
+	Z        float64             `json:"z"`
+	TailProb float64             `json:"tail_prob"`
 }
 
 type summaryJSON struct {
@@ -238,6 +253,12 @@ func (d Detection) MarshalJSON() ([]byte, error) {
 			Metrics: ms, Dsts: s.Dsts, Ports: s.Ports, Services: s.Services,
 		}
 	}
+	for _, v := range d.Evidence.Deviations {
+		j.Evidence.Deviations = append(j.Evidence.Deviations, deviationJSON{
+			Signal: v.Signal, Feature: v.Feature, Baseline: v.Baseline, Observed: finite(v.Observed),
+			Expected: finite(v.Expected), Ratio: finite(v.Ratio), Z: finite(v.Z), TailProb: finite(v.TailProb),
+		})
+	}
 	return json.Marshal(j)
 }
 
@@ -273,6 +294,9 @@ func (d *Detection) UnmarshalJSON(b []byte) error {
 			Type: s.Type, WindowEnd: int64(s.WindowEnd), Dst: s.Dst, DstPort: s.DstPort,
 			Metrics: s.Metrics, Dsts: s.Dsts, Ports: s.Ports, Services: s.Services,
 		})
+	}
+	for _, v := range j.Evidence.Deviations {
+		d.Evidence.Deviations = append(d.Evidence.Deviations, Deviation(v))
 	}
 	return nil
 }
@@ -364,6 +388,7 @@ func (d *Detection) clone() Detection {
 	if d.Evidence.Signals == nil {
 		c.Evidence.Signals = nil
 	}
+	c.Evidence.Deviations = cloneSlice(d.Evidence.Deviations)
 	return c
 }
 

@@ -592,6 +592,7 @@ type builder struct {
 	d        Detection
 	seen     map[sigKey]bool
 	best     map[features.SignalType]features.Severity
+	strength map[features.SignalType]float64 // best evidence strength per type
 	dsts     map[netip.Addr]bool
 	ports    map[uint16]bool
 	services map[string]bool
@@ -629,7 +630,7 @@ func newBuilder(r *compiled, key stateKey, sigs []features.Signal) *builder {
 	}
 	h := sha256.Sum256([]byte(r.ID + "\x00" + entity + "\x00" + strconv.FormatInt(first, 10)))
 	b := &builder{
-		seen: map[sigKey]bool{}, best: map[features.SignalType]features.Severity{},
+		seen: map[sigKey]bool{}, best: map[features.SignalType]features.Severity{}, strength: map[features.SignalType]float64{},
 		dsts: map[netip.Addr]bool{}, ports: map[uint16]bool{}, services: map[string]bool{},
 	}
 	b.d = Detection{
@@ -677,6 +678,10 @@ func (b *builder) add(s *features.Signal) {
 	sm.SignalCounts[s.Type]++
 	if s.Severity > b.best[s.Type] {
 		b.best[s.Type] = s.Severity
+	}
+	b.strength[s.Type] = max(b.strength[s.Type], strength(s))
+	if dev, ok := deviationOf(s); ok {
+		d.Evidence.Deviations = addDeviation(d.Evidence.Deviations, dev)
 	}
 	d.FirstSeen = min(d.FirstSeen, firstSeen(s))
 	d.LastSeen = max(d.LastSeen, lastSeen(s))
@@ -804,7 +809,7 @@ func (b *builder) finish(r *compiled) {
 		sigs[n], ev[n] = d.Signals[i], d.Evidence.Signals[i]
 	}
 	d.Signals, d.Evidence.Signals = sigs, ev
-	a := assess(&r.Rule, b.best)
+	a := assess(&r.Rule, b.best, b.strength)
 	// A later, fuller match may raise severity and confidence; nothing
 	// lowers what was already reported.
 	d.Severity = max(d.Severity, a.severity)

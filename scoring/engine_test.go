@@ -334,8 +334,10 @@ func TestPartialMatch(t *testing.T) {
 		t.Fatalf("events %s, want created then updated", rec.kinds())
 	}
 	p, full := rec.events[0].Detection, rec.events[1].Detection
-	if p.Severity != features.High || p.Evidence.Summary.MatchedSignals != 2 || p.Evidence.Summary.RequiredSignals != 3 {
-		t.Errorf("partial: severity %v, matched %d/%d; want HIGH (one below CRITICAL), 2/3",
+	// Two of three (MEDIUM, CRITICAL): confidence 2/3 x 0.875 = 0.583,
+	// which supports MEDIUM, below the rule's CRITICAL less one level.
+	if p.Severity != features.Medium || p.Evidence.Summary.MatchedSignals != 2 || p.Evidence.Summary.RequiredSignals != 3 {
+		t.Errorf("partial: severity %v, matched %d/%d; want MEDIUM (confidence 0.583), 2/3",
 			p.Severity, p.Evidence.Summary.MatchedSignals, p.Evidence.Summary.RequiredSignals)
 	}
 	if full.ID != p.ID || full.Severity != features.Critical || full.Confidence <= p.Confidence || full.Score <= p.Score {
@@ -472,25 +474,33 @@ func TestInvalidAndIgnored(t *testing.T) {
 
 func TestAssess(t *testing.T) {
 	lm := ruleByID(t, defaultRules(t), "LM-001")
-	f := func(rule Rule, best map[features.SignalType]features.Severity, sev features.Severity, conf float64, score int) {
+	f := func(rule Rule, best map[features.SignalType]features.Severity, str map[features.SignalType]float64, sev features.Severity, conf float64, score int) {
 		t.Helper()
-		a := assess(&rule, best)
+		a := assess(&rule, best, str)
 		if a.severity != sev || round3(a.confidence) != conf || a.score != score {
-			t.Errorf("assess(%v) = %v %.3f %d, want %v %.3f %d", best, a.severity, a.confidence, a.score, sev, conf, score)
+			t.Errorf("assess(%v, %v) = %v %.3f %d, want %v %.3f %d", best, str, a.severity, a.confidence, a.score, sev, conf, score)
 		}
 	}
 	all := map[features.SignalType]features.Severity{features.PortScan: features.Medium, features.ConnectionSpike: features.Critical, features.PrivilegedAccess: features.Critical}
-	f(lm, all, features.Critical, 0.917, 92)
+	f(lm, all, nil, features.Critical, 0.917, 92)
 	crit := map[features.SignalType]features.Severity{features.PortScan: features.Critical, features.ConnectionSpike: features.Critical, features.PrivilegedAccess: features.Critical}
-	f(lm, crit, features.Critical, 1, 100)
+	f(lm, crit, nil, features.Critical, 1, 100)
+	// Weak evidence caps severity below the rule's: a full match of
+	// strength 0.2 each has confidence 0.6, MEDIUM.
+	weak := map[features.SignalType]float64{features.PortScan: 0.2, features.ConnectionSpike: 0.2, features.PrivilegedAccess: 0.2}
+	f(lm, crit, weak, features.Medium, 0.6, 30)
+	// A partial match: one level lower per missing type, and its
+	// confidence (0.417) allows no more than LOW.
 	two := map[features.SignalType]features.Severity{features.PortScan: features.Low, features.ConnectionSpike: features.Low}
-	f(lm, two, features.High, 0.417, 31)
+	f(lm, two, nil, features.Low, 0.417, 10)
+	twoStrong := map[features.SignalType]features.Severity{features.PortScan: features.Critical, features.ConnectionSpike: features.Critical}
+	f(lm, twoStrong, nil, features.Medium, 0.667, 33)
 	one := map[features.SignalType]features.Severity{features.PortScan: features.Low}
 	low := lm
 	low.Severity = features.Medium
 	low.Confidence = "LOW"
-	f(low, one, features.Low, 0.146, 4)
-	f(lm, nil, features.SeverityNone, 0, 0)
+	f(low, one, nil, features.Low, 0.146, 4)
+	f(lm, nil, nil, features.SeverityNone, 0, 0)
 }
 
 func TestJSONLinesSink(t *testing.T) {

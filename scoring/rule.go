@@ -131,7 +131,7 @@ func (r *Rule) minSignals() int {
 	return r.MinSignals
 }
 
-// knownSignals are the signal types Layer 1 defines. A rule requiring
+// knownSignals are the signal types Layer 1 and Layer 2's scorers define. A rule requiring
 // anything else could never match, so it is refused. Keep in step with
 // features/signal.go.
 func knownSignals() []features.SignalType {
@@ -139,6 +139,7 @@ func knownSignals() []features.SignalType {
 		features.PortScan, features.ConnectionSpike, features.PrivilegedAccess, features.HostSweep,
 		features.FailedConnections, features.PeriodicBeacon, features.PersistentDestination,
 		features.CommandExchange, features.DataStaging, features.OutboundSpike, features.DestinationDiversity,
+		SignalBeaconScore, SignalUploadAnomaly, SignalStagingAnomaly, SignalMultiDstUpload,
 	}
 }
 

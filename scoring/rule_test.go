@@ -66,8 +66,25 @@ func TestDefaultRules(t *testing.T) {
 				id, r.TimeWindowMinutes, r.Severity, r.minSignals(), len(r.RecommendedActions))
 		}
 	}
-	if len(rules) != 3 {
-		t.Errorf("%d default rules, want 3", len(rules))
+	// Layer 2's rules: the scorers' signals, with their own windows.
+	for id, w := range map[string]struct {
+		typ     string
+		signals []features.SignalType
+		min     int
+		entity  Entity
+	}{
+		"C2-BEACON-002":  {"C2_BEACONING", []features.SignalType{SignalBeaconScore}, 1, EntityPair},
+		"EXFIL-002":      {"DATA_EXFILTRATION", []features.SignalType{SignalUploadAnomaly}, 1, EntitySrc},
+		"EXFIL-003":      {"DATA_EXFILTRATION", []features.SignalType{SignalMultiDstUpload}, 1, EntitySrc},
+		"KILL-CHAIN-001": {"KILL_CHAIN", []features.SignalType{SignalBeaconScore, SignalStagingAnomaly, SignalUploadAnomaly}, 2, EntitySrc},
+	} {
+		r := ruleByID(t, rules, id)
+		if r.DetectionType != w.typ || !slices.Equal(r.RequiredSignals, w.signals) || r.minSignals() != w.min || r.Entity != w.entity {
+			t.Errorf("%s: %+v", id, r)
+		}
+	}
+	if len(rules) != 7 {
+		t.Errorf("%d default rules, want 7", len(rules))
 	}
 	// Each call is a fresh copy: callers may tune what they get.
 	rules[0].RequiredSignals[0] = "X"
@@ -256,7 +273,7 @@ func TestOverride(t *testing.T) {
 	extra := ruleByID(t, base, "LM-001")
 	extra.ID = "LM-900"
 	got := Override(base, []Rule{tuned, extra})
-	if len(got) != 4 || got[3].ID != "LM-900" {
+	if len(got) != len(base)+1 || got[len(base)].ID != "LM-900" {
 		t.Fatalf("got %v", ids(got))
 	}
 	if r := ruleByID(t, got, "C2-BEACON-001"); len(r.Allowlist.Destinations) != 1 {

@@ -140,18 +140,18 @@ type Prevalence interface {
 
 // Stats count what a Tracker did.
 type Stats struct {
-	Conns    uint64 // connections given to Add
-	Tracked  uint64 // internal -> external connections recorded
-	Refused  uint64 // connections of new pairs refused at MaxPairs
-	Evicted  uint64 // pairs dropped after the horizon without connections
-	Scored   uint64 // pair scorings
-	Signals  uint64 // BEACON_SCORE signals emitted
-	Pairs    int    // pairs tracked now
-	Hosts    int    // internal sources with a tracked pair
-	Dsts     int    // destinations with a tracked pair
-	Bytes    int    // estimated state memory: slab, index, arena, maps
-	History  int    // bytes of history in use
-	Watermark int64 // event time scored up to, µs
+	Conns     uint64 // connections given to Add
+	Tracked   uint64 // internal -> external connections recorded
+	Refused   uint64 // connections of new pairs refused at MaxPairs
+	Evicted   uint64 // pairs dropped after the horizon without connections
+	Scored    uint64 // pair scorings
+	Signals   uint64 // BEACON_SCORE signals emitted
+	Pairs     int    // pairs tracked now
+	Hosts     int    // internal sources with a tracked pair
+	Dsts      int    // destinations with a tracked pair
+	Bytes     int    // estimated state memory: slab, index, arena, maps
+	History   int    // bytes of history in use
+	Watermark int64  // event time scored up to, µs
 }
 
 // pair is one internal -> external pair's state: 40 bytes, no pointers.
@@ -808,6 +808,8 @@ func (t *Tracker) signal(src, dst netip.Addr, p *pair, T, firstT, lastT int64, r
 		Dsts: []netip.Addr{dst}, Ports: []uint16{p.port},
 		Metrics: []features.Metric{
 			{Name: "beacon_score", Value: r.Score},
+			// Correlation's evidence strength: 0 at a score of 0.5, 1 at 1.
+			{Name: "evidence_strength", Value: ramp(r.Score, 0.5, 1)},
 			{Name: "timing", Value: r.Timing},
 			{Name: "interval_dispersion", Value: r.Dispersion},
 			{Name: "spectral", Value: r.Spectral},

@@ -73,6 +73,14 @@ const (
 	SignalSpread  features.SignalType = "MULTI_DESTINATION_UPLOAD"
 )
 
+// MetricStrength rates a signal as evidence in [0, 1] for correlation
+// (scoring.MetricStrength): the burst's -log10 tail probability from 2 to
+// 10, the CUSUM from H/2 to 3H, the staging z from 2 to 8, and the drop's
+// rare destinations from 1 to twice DropDestinations.
+const MetricStrength = "evidence_strength"
+
+func ramp(x, lo, hi float64) float64 { return math.Min(1, math.Max(0, (x-lo)/(hi-lo))) }
+
 // Upload anomaly modes, the "mode" metric.
 const (
 	ModeBurst     = 1
@@ -612,6 +620,7 @@ func (s *Scorer) evaluate(h *host, w *window, T int64, hourEnd bool) {
 		if s.admit(h, 0, T, strength) {
 			sig := s.signal(h, SignalUpload, T, w, tailSeverity(e.TailProb), w.weighted, float64(c.BurstBytes))
 			sig.Metrics = s.uploadMetrics(ModeBurst, w, &e, kind, h)
+			sig.Metrics = append(sig.Metrics, features.Metric{Name: MetricStrength, Value: ramp(strength, 2, 10)})
 			s.emit(sig)
 		}
 	}
@@ -640,6 +649,7 @@ func (s *Scorer) evaluate(h *host, w *window, T int64, hourEnd bool) {
 			sig := s.signal(h, SignalUpload, T, w, sev, h.slowBytes, float64(c.SlowBytes))
 			sig.WindowStart = (T - int64(h.cusumH)*3600) * 1e6
 			sig.Metrics = s.uploadMetrics(ModeSustained, w, &e, kind, h)
+			sig.Metrics = append(sig.Metrics, features.Metric{Name: MetricStrength, Value: ramp(h.cusum, c.H/2, 3*c.H)})
 			s.emit(sig)
 		}
 	}
@@ -671,6 +681,7 @@ func (s *Scorer) evaluate(h *host, w *window, T int64, hourEnd bool) {
 				{Name: "z", Value: z}, {Name: "tail_prob", Value: p},
 				{Name: "baseline_kind", Value: float64(sk)}, {Name: "baseline_hours", Value: float64(h.stN)},
 				{Name: "window_seconds", Value: 3600},
+				{Name: MetricStrength, Value: ramp(z, 2, 8)},
 			}
 			s.emit(sig)
 		}
@@ -700,6 +711,7 @@ func (s *Scorer) evaluate(h *host, w *window, T int64, hourEnd bool) {
 			{Name: "unique_destinations", Value: float64(len(w.spreadDsts))},
 			{Name: "total_bytes_sent", Value: float64(w.spreadBytes)},
 			{Name: "window_seconds", Value: c.DropWindow.Seconds()},
+			{Name: MetricStrength, Value: ramp(float64(len(w.spreadDsts)), 1, 2*float64(c.DropDestinations))},
 		}
 		s.emit(sig)
 	}
