@@ -76,7 +76,7 @@ func TestDefaultRules(t *testing.T) {
 		"C2-BEACON-002":  {"C2_BEACONING", []features.SignalType{SignalBeaconScore}, 1, EntityPair},
 		"EXFIL-002":      {"DATA_EXFILTRATION", []features.SignalType{SignalUploadAnomaly}, 1, EntitySrc},
 		"EXFIL-003":      {"DATA_EXFILTRATION", []features.SignalType{SignalMultiDstUpload}, 1, EntitySrc},
-		"KILL-CHAIN-001": {"KILL_CHAIN", []features.SignalType{SignalBeaconScore, SignalStagingAnomaly, SignalUploadAnomaly}, 2, EntitySrc},
+		"KILL-CHAIN-001": {"KILL_CHAIN", []features.SignalType{SignalBeaconScore, SignalStagingAnomaly, SignalUploadAnomaly}, 3, EntitySrc},
 	} {
 		r := ruleByID(t, rules, id)
 		if r.DetectionType != w.typ || !slices.Equal(r.RequiredSignals, w.signals) || r.minSignals() != w.min || r.Entity != w.entity {

@@ -1,7 +1,9 @@
 // Package pipeline wires the analysis stages that `ndr serve` and `ndr
 // replay` share, so that a replayed file and a live stream go through the
-// same code: ingest.Conn batches -> features (Layer 1) -> scoring
-// (correlation, Layer 2) -> outputs (the store, JSON lines, watchers).
+// same code: ingest.Conn batches -> features (Layer 1) and Layer 2's
+// scorers (scoring/beacon, scoring/upload, fed the raw connections and
+// advanced on Layer 1's watermark) -> correlation -> outputs (the store,
+// JSON lines, watchers).
 //
 // It owns the goroutine that runs analysis and the hand-off between
 // storage and analysis (Tee); the stages themselves live in features and
@@ -13,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"slices"
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
@@ -20,10 +24,12 @@ import (
 	"github.com/ndr-go/ndr/features"
 	"github.com/ndr-go/ndr/ingest"
 	"github.com/ndr-go/ndr/scoring"
+	"github.com/ndr-go/ndr/scoring/beacon"
+	"github.com/ndr-go/ndr/scoring/upload"
 )
 
-// SignalSink receives every signal Layer 1 emits. The slice is the
-// callee's to keep.
+// SignalSink receives every signal Layer 1 and Layer 2's scorers emit.
+// The slice is the callee's to keep.
 type SignalSink interface {
 	AddSignals(ctx context.Context, sigs []features.Signal) error
 }
@@ -54,16 +60,25 @@ type Config struct {
 	// the analysed connections into Baselines (`ndr replay`). Its
 	// LocalNetworks default to Features.LocalNetworks.
 	Learn *baseline.LearnerConfig
+	// Beacon and Upload configure Layer 2's scorers; nil takes their
+	// DefaultConfig with Features.LocalNetworks.
+	Beacon *beacon.Config
+	Upload *upload.Config
+	// OnBeaconScore, when set, sees every scored beacon pair (the quality
+	// benchmark's ROC); see beacon.Options.OnScore.
+	OnBeaconScore func(src, dst netip.Addr, port uint16, at int64, r *beacon.Result)
 }
 
 // Analyzer runs Layer 1 and Layer 2 over batches of connections. Like the
 // engines inside it, it belongs to one goroutine.
 type Analyzer struct {
-	eng   *features.Engine
-	corr  *scoring.Engine
-	learn *baseline.Learner
-	outs  Outputs
-	log   *slog.Logger
+	eng    *features.Engine
+	corr   *scoring.Engine
+	learn  *baseline.Learner
+	beacon *beacon.Tracker
+	upload *upload.Scorer
+	outs   Outputs
+	log    *slog.Logger
 }
 
 // NewAnalyzer builds the engines. alloc is the Arrow allocator (nil: Go's).
@@ -83,6 +98,9 @@ func NewAnalyzer(cfg Config, outs Outputs, log *slog.Logger, alloc memory.Alloca
 		return nil, fmt.Errorf("features: %w", err)
 	}
 	a.eng = eng
+	if err := a.scorers(&cfg); err != nil {
+		return nil, err
+	}
 	if cfg.Baselines != nil {
 		eng.SetBaselines(baseline.NewSpikeBaselines(cfg.Baselines, baseline.SpikeWindowsOf(&cfg.Features)))
 		if cfg.Learn != nil {
@@ -98,23 +116,96 @@ func NewAnalyzer(cfg Config, outs Outputs, log *slog.Logger, alloc memory.Alloca
 	return a, nil
 }
 
-// window is Layer 1's emitter: it stores rows and signals, then correlates.
+// scorers builds Layer 2's beacon Tracker and upload Scorer. The upload
+// scorer rates destinations by the Tracker's live prevalence; both read
+// the baseline registry's snapshot when there is one.
+func (a *Analyzer) scorers(cfg *Config) error {
+	bc := beacon.DefaultConfig()
+	if cfg.Beacon != nil {
+		bc = *cfg.Beacon
+	} else {
+		bc.LocalNetworks = cfg.Features.LocalNetworks
+	}
+	bo := beacon.Options{Logger: a.log, OnScore: cfg.OnBeaconScore}
+	if cfg.Baselines != nil {
+		bo.Prevalence = registryPrevalence{cfg.Baselines}
+	}
+	var err error
+	if a.beacon, err = beacon.NewTracker(bc, bo); err != nil {
+		return fmt.Errorf("beacon: %w", err)
+	}
+	uc := upload.DefaultConfig()
+	if cfg.Upload != nil {
+		uc = *cfg.Upload
+	} else {
+		uc.LocalNetworks = cfg.Features.LocalNetworks
+	}
+	uo := upload.Options{Logger: a.log, Prevalence: a.beacon}
+	if cfg.Baselines != nil {
+		uo.Baseline = upload.FromRegistry(cfg.Baselines)
+	}
+	if a.upload, err = upload.NewScorer(uc, uo); err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	return nil
+}
+
+// registryPrevalence is the baseline snapshot's destination prevalence,
+// as the beacon Tracker asks for it.
+type registryPrevalence struct{ reg *baseline.Registry }
+
+func (p registryPrevalence) Sources(dst netip.Addr) (int, bool) {
+	s := p.reg.Current()
+	if s == nil {
+		return 0, false
+	}
+	n, _, ok := s.Prevalence(dst)
+	return n, ok
+}
+
+// window is Layer 1's emitter: it advances Layer 2's scorers to the
+// window's end (Layer 1's watermark: every connection before it has been
+// added), stores rows and both layers' signals, then correlates them.
 func (a *Analyzer) window(ctx context.Context, out *features.WindowOutput) error {
 	var errs []error
+	l2, err := a.advanceScorers(ctx, out.End)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if a.outs.Features != nil {
 		if err := a.outs.Features.AddFeatures(ctx, out); err != nil {
 			errs = append(errs, fmt.Errorf("store features: %w", err))
 		}
 	}
-	if a.outs.Signals != nil && len(out.Signals) > 0 {
-		if err := a.outs.Signals.AddSignals(ctx, out.Signals); err != nil {
+	sigs := out.Signals
+	if len(l2) > 0 {
+		sigs = append(slices.Clip(out.Signals), l2...)
+	}
+	if a.outs.Signals != nil && len(sigs) > 0 {
+		if err := a.outs.Signals.AddSignals(ctx, sigs); err != nil {
 			errs = append(errs, fmt.Errorf("store signals: %w", err))
 		}
 	}
-	if err := a.corr.Emit(ctx, out); err != nil {
+	if err := a.corr.Consume(ctx, sigs); err != nil {
+		errs = append(errs, err)
+	} else if err := a.corr.Advance(ctx, out.End); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// advanceScorers runs Layer 2's scorers up to wm (µs); the signals are
+// the caller's.
+func (a *Analyzer) advanceScorers(ctx context.Context, wm int64) ([]features.Signal, error) {
+	bs, err := a.beacon.Advance(ctx, wm)
+	if err != nil {
+		return nil, fmt.Errorf("beacon: %w", err)
+	}
+	us, err := a.upload.Advance(ctx, wm)
+	if err != nil {
+		return nil, fmt.Errorf("upload: %w", err)
+	}
+	return append(bs, us...), nil
 }
 
 func (a *Analyzer) detection(ctx context.Context, ev scoring.Event) error {
@@ -131,6 +222,9 @@ func (a *Analyzer) detection(ctx context.Context, ev scoring.Event) error {
 // batch first feeds the Learner, which refits (over complete hours only)
 // when event time has advanced enough.
 func (a *Analyzer) Process(ctx context.Context, conns []ingest.Conn) error {
+	// Layer 2's scorers only record here; Layer 1's windows advance them.
+	a.beacon.Add(conns)
+	a.upload.Add(conns)
 	if a.learn != nil {
 		a.learn.Observe(conns)
 	}
@@ -145,13 +239,36 @@ func (a *Analyzer) LearnerStats() baseline.LearnerStats {
 	return a.learn.Stats()
 }
 
-// Flush closes every open window and correlation, as at the end of input.
+// Flush closes every open window, scores what Layer 2's scorers hold, and
+// closes correlation, as at the end of input.
 func (a *Analyzer) Flush(ctx context.Context) error {
 	if err := a.eng.Flush(ctx); err != nil {
 		return err
+	}
+	bs, err := a.beacon.Flush(ctx)
+	if err != nil {
+		return fmt.Errorf("beacon: %w", err)
+	}
+	us, err := a.upload.Flush(ctx)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	if sigs := append(bs, us...); len(sigs) > 0 {
+		if a.outs.Signals != nil {
+			if err := a.outs.Signals.AddSignals(ctx, sigs); err != nil {
+				return fmt.Errorf("store signals: %w", err)
+			}
+		}
+		if err := a.corr.Consume(ctx, sigs); err != nil {
+			return err
+		}
 	}
 	return a.corr.Flush(ctx)
 }
 
 // Stats are the two engines' counters.
 func (a *Analyzer) Stats() (features.Stats, scoring.Stats) { return a.eng.Stats(), a.corr.Stats() }
+
+// ScorerStats are Layer 2's scorers' counters, with the beacon Tracker's
+// memory estimate.
+func (a *Analyzer) ScorerStats() (beacon.Stats, upload.Stats) { return a.beacon.Stats(), a.upload.Stats() }

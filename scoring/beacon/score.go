@@ -74,6 +74,9 @@ type Params struct {
 	// FullPersistenceHours: a pair present for this many hours at its
 	// expected rate has persistence 1.
 	FullPersistenceHours float64
+	// MinSpan (seconds): pairs whose connections span less score less,
+	// from 0 at a quarter of it to full weight at MinSpan.
+	MinSpan float64
 }
 
 // DefaultParams are the calibrated constants; see Scorer.Score.
@@ -85,6 +88,7 @@ func DefaultParams() Params {
 		PopularMin:           10,
 		PopularShare:         0.05,
 		FullPersistenceHours: 6,
+		MinSpan:              3600,
 	}
 }
 
@@ -155,7 +159,11 @@ func (p *Params) Rarity(sources, hosts int) float64 {
 //	              (RITA's duration score, normalised by the period).
 //	Rarity      = Params.Rarity(sources, hosts).
 //	Support     = min(1, 0.55 + 0.25 ramp(n, 10, 50) + 0.3 Size + 0.25 Persistence)
-//	Score       = Rarity x Timing x Support
+//	Duration    = ramp(max(span of the times, observed hours - 1 h),
+//	              MinSpan/4, MinSpan): a run of
+//	              equal chunks of one upload (20 x 100 MB at 30 s) is
+//	              regular but is not a beacon.
+//	Score       = Rarity x Timing x Support x Duration
 //
 // Timing gates the score: regular sizes and persistence corroborate a
 // periodic pair but cannot make an aperiodic one score, and with 50 or
@@ -242,5 +250,10 @@ func (sc *Scorer) Score(in *Series) Result {
 		math.Min(1, obs/p.FullPersistenceHours)
 
 	r.Score = r.Rarity * r.Timing * math.Min(1, 0.55+0.25*ramp(n, 10, 50)+0.3*r.Size+0.25*r.Persistence)
+	// A beacon lasts: a regular run of connections shorter than
+	// MinSpan (an upload in equal chunks, a retry loop) is not one.
+	// The kept history of a fast beacon may span less than the pair has
+	// been active: its observed clock hours bound that from below.
+	r.Score *= ramp(math.Max(r.Span, float64(in.ObservedHours-1)*3600), p.MinSpan/4, p.MinSpan)
 	return r
 }
