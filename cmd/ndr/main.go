@@ -41,6 +41,7 @@ func commands() []command {
 	return []command{
 		{"serve", "receive events over gRPC, store and score them", runServe},
 		{"send", "stream Zeek logs or event files to an ndr server", runSend},
+		{"loadgen", "drive an ndr server with synthetic traffic; report events/s and latencies", runLoadgen},
 		{"replay", "run files through the pipeline in one process (no gRPC)", runReplay},
 		{"retrain", "fit per-host baselines from ClickHouse's aggregates and store a new version", runRetrain},
 		{"gen", "generate labelled Zeek conn logs of attacks and benign look-alikes", runGen},

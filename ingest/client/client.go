@@ -60,6 +60,11 @@ type Config struct {
 	GiveUpAfter time.Duration
 	// OnReject is called for every event the server refused (optional).
 	OnReject func(label string, seq uint64, r *ndrv1.Rejection)
+	// OnAck is called once per acknowledged batch with its event count and
+	// the time from its first send to its acknowledgement (optional; a
+	// load generator's ack latency). It runs on the receiving goroutine:
+	// keep it short.
+	OnAck func(events int, latency time.Duration)
 }
 
 // DefaultConfig returns the settings `ndr send` uses.
@@ -124,7 +129,8 @@ type outBatch struct {
 	msg     *ndrv1.EventBatch
 	label   string
 	events  int
-	session int // the session that last sent it
+	session int       // the session that last sent it
+	sentAt  time.Time // first send; guarded by Sender.mu
 }
 
 // New returns a Sender using conn.
@@ -306,6 +312,9 @@ func (s *Sender) session(ctx context.Context, queue <-chan *outBatch) (done bool
 		}
 		again = ob.session != 0 // sent before, in a broken session
 		ob.session = id
+		if !again && s.cfg.OnAck != nil {
+			ob.sentAt = time.Now()
+		}
 		s.mu.Unlock()
 		if again {
 			s.resent.Add(1)
@@ -372,9 +381,11 @@ func (s *Sender) receive(st ndrv1.IngestService_StreamClient) error {
 		}
 		s.mu.Lock()
 		ob, ok := s.pending[ack.GetSeq()]
+		var sentAt time.Time
 		if ok {
 			delete(s.pending, ack.GetSeq())
 			s.lastAck = time.Now()
+			sentAt = ob.sentAt
 			s.notifyLocked()
 		}
 		s.mu.Unlock()
@@ -382,6 +393,9 @@ func (s *Sender) receive(st ndrv1.IngestService_StreamClient) error {
 			continue // a second ack for a batch sent twice
 		}
 		<-s.window
+		if s.cfg.OnAck != nil {
+			s.cfg.OnAck(ob.events, time.Since(sentAt))
+		}
 		s.acked.Add(uint64(ob.events))
 		if ack.GetDuplicate() {
 			s.duplicates.Add(1)

@@ -308,3 +308,38 @@ func TestWindowStopsReading(t *testing.T) {
 		}
 	}
 }
+
+// TestOnAckReportsEveryBatchWithItsLatency: OnAck runs once per batch with
+// its events and the time the server took, which here includes a storage
+// delay the sink adds.
+func TestOnAckReportsEveryBatchWithItsLatency(t *testing.T) {
+	const delay = 20 * time.Millisecond
+	sink := &countingSink{byUID: map[string]int{}, onWrite: func(int) { time.Sleep(delay) }}
+	h := newHarness(t, server.DefaultConfig(), sink)
+	cfg := testConfig()
+	var mu sync.Mutex
+	var batches, evs int
+	var shortest time.Duration = time.Hour
+	cfg.OnAck = func(n int, d time.Duration) {
+		mu.Lock()
+		batches++
+		evs += n
+		shortest = min(shortest, d)
+		mu.Unlock()
+	}
+	snd, err := New(h.cc, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := snd.Run(t.Context(), &sliceSource{conns: events(1_050)}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if batches != 11 || evs != 1_050 {
+		t.Errorf("OnAck saw %d batches, %d events; want 11, 1050", batches, evs)
+	}
+	if shortest < delay {
+		t.Errorf("shortest ack latency %v, below the sink's %v delay", shortest, delay)
+	}
+}
