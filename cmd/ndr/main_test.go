@@ -5,6 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -382,5 +385,59 @@ func TestReplayReferenceFigures(t *testing.T) {
 	ex := byType["DATA_EXFILTRATION"].Evidence.Summary
 	if byType["DATA_EXFILTRATION"].Src.String() != "10.100.50.25" || ex.BytesStaged != 1_100_000_000 || ex.BytesOut != 2_200_000_000 || ex.DistinctDestinations != 6 {
 		t.Errorf("DATA_EXFILTRATION %+v", byType["DATA_EXFILTRATION"])
+	}
+}
+
+// TestClickHouseWait: serve and replay started before their ClickHouse is
+// reachable retry until it is (here: a proxy that opens its port a second
+// late), and give up after --clickhouse-wait when it never is.
+func TestClickHouseWait(t *testing.T) {
+	dsn := chtest.NewDatabase(t)
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := l.Addr().String()
+	l.Close()
+	go func() {
+		time.Sleep(time.Second)
+		l, err := net.Listen("tcp", late)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		t.Cleanup(func() { l.Close() })
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", u.Host)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go io.Copy(up, c)
+				io.Copy(c, up)
+			}()
+		}
+	}()
+	path, _ := writeConnLog(t, 100, nil)
+	lateDSN := strings.Replace(dsn, u.Host, late, 1)
+	code, out, errOut := runCmd(t.Context(), "replay", "--clickhouse", lateDSN, "--clickhouse-wait", "30s", path)
+	if code != exitOK || !strings.Contains(errOut, "clickhouse unreachable, retrying") || !strings.Contains(out, "replayed 100 events") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	start := time.Now()
+	code, _, errOut = runCmd(t.Context(), "replay", "--clickhouse", "clickhouse://127.0.0.1:1/ndr", "--clickhouse-wait", "1s", path)
+	if code != exitError || !strings.Contains(errOut, "open clickhouse") || time.Since(start) > 20*time.Second {
+		t.Fatalf("unreachable ClickHouse: exit %d after %v\n%s", code, time.Since(start), errOut)
 	}
 }

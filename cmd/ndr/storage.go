@@ -5,9 +5,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ndr-go/ndr/internal/chembed"
@@ -26,6 +29,7 @@ type storageFlags struct {
 	skipVerify    bool
 	flushRows     int
 	flushInterval time.Duration
+	wait          time.Duration
 }
 
 func (f *storageFlags) register(fs *flag.FlagSet) {
@@ -40,6 +44,7 @@ func (f *storageFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.skipVerify, "clickhouse-insecure-skip-verify", false, "do not verify ClickHouse's certificate (testing only)")
 	fs.IntVar(&f.flushRows, "flush-rows", def.Writer.FlushRows, "insert into ClickHouse once this many rows are buffered")
 	fs.DurationVar(&f.flushInterval, "flush-interval", def.Writer.FlushInterval, "insert into ClickHouse at least this often")
+	fs.DurationVar(&f.wait, "clickhouse-wait", time.Minute, "at start, how long to keep retrying a ClickHouse that cannot be reached (0: fail at once)")
 }
 
 // config builds the store configuration. Credentials come from the
@@ -94,7 +99,7 @@ func (f *storageFlags) open(ctx context.Context, env *environment) (*storage, er
 		s.close(ctx, env)
 		return nil, err
 	}
-	st, err := store.Open(ctx, cfg, env.log)
+	st, err := openRetrying(ctx, cfg, f.wait, env)
 	if err != nil {
 		s.close(ctx, env)
 		return nil, fmt.Errorf("open clickhouse: %w", err)
@@ -144,4 +149,36 @@ func runClickHouse(ctx context.Context, args []string, env *environment) error {
 		return &codedError{code: chembed.ExitCode(err), err: err}
 	}
 	return nil
+}
+
+// openRetrying opens the store, retrying with backoff for up to wait while
+// the failure is one of reaching ClickHouse (refused, reset, timed out: a
+// server that is starting or restarting), so that serve started beside its
+// ClickHouse, or during a restart of it, comes up once ClickHouse does.
+// Any other failure (credentials, a bad DSN, a failed migration) is
+// returned at once.
+func openRetrying(ctx context.Context, cfg store.Config, wait time.Duration, env *environment) (*store.Store, error) {
+	deadline := time.Now().Add(wait)
+	backoff := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		st, err := store.Open(ctx, cfg, env.log)
+		if err == nil || !unreachable(err) || time.Now().Add(backoff).After(deadline) {
+			return st, err
+		}
+		env.log.Warn("clickhouse unreachable, retrying", "attempt", attempt, "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, errors.Join(ctx.Err(), err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// unreachable reports whether err is a network failure to reach the server
+// rather than an answer from it.
+func unreachable(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, os.ErrDeadlineExceeded)
 }
