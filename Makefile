@@ -14,7 +14,7 @@ DEMO_DIR ?= $(CURDIR)/ndr-data/demo
 DEMO_TCP_PORT ?= 19000
 DEMO_HTTP_PORT ?= 18123
 
-.PHONY: all build setup test lint proto proto-check demo demo-stop notebooks fuzz faults clean
+.PHONY: all build setup test lint proto proto-check demo demo-stop notebooks fuzz faults clean bench bench-go
 
 all: build
 
@@ -72,6 +72,19 @@ fuzz:
 			echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 		done; \
 	done
+
+## bench: throughput, latency and memory from one run (docs/performance.md); about 8 minutes, not part of test
+bench: build
+	@NDR=$(NDR) ./scripts/bench.sh
+
+## bench-go: the Go benchmarks of the hot paths with -benchmem (BENCHTIME per benchmark, default 1s)
+BENCHTIME ?= 1s
+bench-go: setup
+	$(GO) test -run '^$$' -benchmem -benchtime $(BENCHTIME) -bench 'ReadZeekTSV$$|ReadZeekJSON$$' ./ingest
+	$(GO) test -run '^$$' -benchmem -benchtime $(BENCHTIME) -bench . ./ingest/wire ./ingest/spool ./ingest/client
+	$(GO) test -run '^$$' -benchmem -benchtime $(BENCHTIME) -bench 'Process$$' ./features
+	$(GO) test -run '^$$' -benchmem -benchtime $(BENCHTIME) -bench . ./scoring/...
+	$(GO) test -run '^$$' -benchmem -benchtime $(BENCHTIME) -bench 'ConnBuffer|ArrowTable|ConnWriter' ./internal/store
 
 clean:
 	rm -rf $(BIN)
