@@ -107,6 +107,7 @@ type compiled struct {
 	min              int
 	srcAllow         []netip.Prefix
 	dstAllow         []dest
+	yield            []int // rules this one yields to (Rule.YieldTo)
 }
 
 type stateKey struct {
@@ -170,6 +171,13 @@ func NewEngine(rules []Rule, sink Sink, opts Options) (*Engine, error) {
 			e.byType[t] = append(e.byType[t], len(e.rules))
 		}
 		e.rules = append(e.rules, c)
+	}
+	for i := range e.rules {
+		for _, id := range e.rules[i].YieldTo {
+			if j := slices.IndexFunc(e.rules, func(c compiled) bool { return c.ID == id }); j >= 0 {
+				e.rules[i].yield = append(e.rules[i].yield, j)
+			}
+		}
 	}
 	if err := checkUnique(rules); err != nil {
 		errs = append(errs, err)
@@ -483,6 +491,15 @@ func (e *Engine) match(ctx context.Context, t int64, key stateKey) error {
 	}
 	if present < r.min {
 		return nil
+	}
+	for _, yi := range r.yield {
+		// Another rule already reports this entity: no second detection.
+		// Rules are evaluated in order within a group, so a rule listed
+		// earlier that matches at the same time is seen here.
+		yk := stateKey{rule: yi, src: key.src, dst: key.dst}
+		if ys := e.states[yk]; ys != nil && ys.open != nil && t < ys.suppressUntil {
+			return nil
+		}
 	}
 	var sigs []features.Signal
 	for _, req := range r.RequiredSignals {

@@ -94,7 +94,7 @@ func feed(t testing.TB, e *Engine, sigs []features.Signal) {
 }
 
 func TestSuppression(t *testing.T) {
-	e, rec := newEngine(t, defaultRules(t), Options{})
+	e, rec := newEngine(t, referenceRules(t), Options{})
 	var sigs []features.Signal
 	sigs = append(sigs, lmSet("10.0.0.5", 0)...)
 	sigs = append(sigs, lmSet("10.0.0.6", 10)...) // another entity: its own detection
@@ -156,7 +156,7 @@ func TestWindowExpiry(t *testing.T) {
 		{"past the window", 16, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e, rec := newEngine(t, defaultRules(t), Options{})
+			e, rec := newEngine(t, referenceRules(t), Options{})
 			feed(t, e, []features.Signal{
 				mk(features.PortScan, "10.0.0.5", 0, features.Medium),
 				mk(features.ConnectionSpike, "10.0.0.5", tc.gap/2, features.Critical),
@@ -170,7 +170,7 @@ func TestWindowExpiry(t *testing.T) {
 }
 
 func TestAllowlists(t *testing.T) {
-	rules := defaultRules(t)
+	rules := referenceRules(t)
 	for i := range rules {
 		switch rules[i].ID {
 		case "LM-001":
@@ -244,7 +244,7 @@ func noisy(t testing.TB) []features.Signal {
 func itoa(i int) string { return strconv.Itoa(i) }
 
 func TestDeterministic(t *testing.T) {
-	rules := defaultRules(t)
+	rules := referenceRules(t)
 	sigs := noisy(t)
 	ctx := context.Background()
 	want, err := Correlate(ctx, rules, sigs, Options{})
@@ -321,7 +321,7 @@ func TestDeterministic(t *testing.T) {
 }
 
 func TestPartialMatch(t *testing.T) {
-	rules := defaultRules(t)
+	rules := referenceRules(t)
 	lm := ruleByID(t, rules, "LM-001")
 	lm.MinSignals = 2
 	e, rec := newEngine(t, []Rule{lm}, Options{})
@@ -346,7 +346,7 @@ func TestPartialMatch(t *testing.T) {
 }
 
 func TestDuplicatesAndLate(t *testing.T) {
-	e, rec := newEngine(t, defaultRules(t), Options{})
+	e, rec := newEngine(t, referenceRules(t), Options{})
 	ctx := context.Background()
 	set := lmSet("10.0.0.5", 10)
 	if err := e.Consume(ctx, append(set, set[0])); err != nil {
@@ -378,7 +378,7 @@ func TestDuplicatesAndLate(t *testing.T) {
 
 func TestStateBounded(t *testing.T) {
 	ctx := context.Background()
-	e, _ := newEngine(t, defaultRules(t), Options{})
+	e, _ := newEngine(t, referenceRules(t), Options{})
 	var sigs []features.Signal
 	for i := range 200 {
 		sigs = append(sigs, mk(features.PortScan, fmt.Sprintf("10.5.%d.%d", i/250, 1+i%250), int64(i%10), features.Low))
@@ -401,7 +401,7 @@ func TestStateBounded(t *testing.T) {
 	}
 
 	// At the bound, the least recently active are dropped.
-	e, _ = newEngine(t, defaultRules(t), Options{MaxEntities: 50})
+	e, _ = newEngine(t, referenceRules(t), Options{MaxEntities: 50})
 	for i := range 200 {
 		s := mk(features.PortScan, fmt.Sprintf("10.6.0.%d", 1+i), int64(i)/20, features.Low)
 		if err := e.Consume(ctx, []features.Signal{s}); err != nil {
@@ -420,7 +420,7 @@ func TestStateBounded(t *testing.T) {
 func TestSinkError(t *testing.T) {
 	boom := errors.New("boom")
 	calls := 0
-	e, err := NewEngine(defaultRules(t), SinkFunc(func(context.Context, Event) error {
+	e, err := NewEngine(referenceRules(t), SinkFunc(func(context.Context, Event) error {
 		calls++
 		return boom
 	}), Options{})
@@ -441,7 +441,7 @@ func TestSinkError(t *testing.T) {
 }
 
 func TestNewEngineErrors(t *testing.T) {
-	rules := defaultRules(t)
+	rules := referenceRules(t)
 	if _, err := NewEngine(rules, nil, Options{}); !errors.Is(err, ErrNoSink) {
 		t.Errorf("nil sink: %v", err)
 	}
@@ -458,7 +458,7 @@ func TestNewEngineErrors(t *testing.T) {
 }
 
 func TestInvalidAndIgnored(t *testing.T) {
-	e, rec := newEngine(t, defaultRules(t), Options{})
+	e, rec := newEngine(t, referenceRules(t), Options{})
 	s := mk(features.HostSweep, "10.0.0.1", 0, features.High) // no default rule uses it
 	inv := mk(features.PortScan, "10.0.0.1", 0, features.High)
 	inv.Src = netip.Addr{}
@@ -473,7 +473,7 @@ func TestInvalidAndIgnored(t *testing.T) {
 }
 
 func TestAssess(t *testing.T) {
-	lm := ruleByID(t, defaultRules(t), "LM-001")
+	lm := ruleByID(t, referenceRules(t), "LM-001")
 	f := func(rule Rule, best map[features.SignalType]features.Severity, str map[features.SignalType]float64, sev features.Severity, conf float64, score int) {
 		t.Helper()
 		a := assess(&rule, best, str)
@@ -505,7 +505,7 @@ func TestAssess(t *testing.T) {
 
 func TestJSONLinesSink(t *testing.T) {
 	var buf bytes.Buffer
-	e, err := NewEngine(defaultRules(t), NewJSONLines(&buf), Options{})
+	e, err := NewEngine(referenceRules(t), NewJSONLines(&buf), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -524,7 +524,7 @@ func TestJSONLinesSink(t *testing.T) {
 
 // TestSinkOwnsEvent: what a sink keeps must not change under it.
 func TestSinkOwnsEvent(t *testing.T) {
-	e, rec := newEngine(t, defaultRules(t), Options{})
+	e, rec := newEngine(t, referenceRules(t), Options{})
 	feed(t, e, lmSet("10.0.0.5", 0))
 	kept := rec.events[0].Detection
 	snapshot, _ := kept.MarshalJSON()
@@ -553,4 +553,27 @@ func BenchmarkEngine(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(len(sigs)*b.N)/b.Elapsed().Seconds(), "signals/s")
+}
+
+// TestYieldTo: a rule yielding to another does not report an entity the
+// other already reports, and reports it alone otherwise.
+func TestYieldTo(t *testing.T) {
+	rules := defaultRules(t)
+	lm1, lm2 := ruleByID(t, rules, "LM-001"), ruleByID(t, rules, "LM-002")
+	e, rec := newEngine(t, []Rule{lm1, lm2}, Options{})
+	feed(t, e, []features.Signal{
+		mk(features.PortScan, "10.0.0.5", 0, features.Medium),
+		mk(features.ConnectionSpike, "10.0.0.5", 0, features.Critical),
+		mk(features.PrivilegedAccess, "10.0.0.5", 0, features.Critical),
+		// An SMB sweep: no port scan, so only LM-002 matches.
+		mk(features.HostSweep, "10.0.0.6", 0, features.Medium),
+		mk(features.PrivilegedAccess, "10.0.0.6", 0, features.High),
+	})
+	var got []string
+	for _, ev := range rec.events {
+		got = append(got, ev.Detection.RuleID+" "+ev.Detection.Src.String())
+	}
+	if want := []string{"LM-001 10.0.0.5", "LM-002 10.0.0.6"}; !slices.Equal(got, want) {
+		t.Errorf("detections %v, want %v", got, want)
+	}
 }

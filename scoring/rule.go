@@ -64,6 +64,12 @@ type Rule struct {
 	// MinSignals below len(RequiredSignals) allows partial matches, which
 	// are reported at lower severity. Absent means all required.
 	MinSignals int `json:"min_signals,omitempty"`
+	// YieldTo names rules of the same entity whose detection takes
+	// precedence: while one of them has an open detection for the entity
+	// (within its suppression window), this rule does not report, so one
+	// incident is not reported twice by overlapping rules (LM-002 yields to
+	// LM-001). Unknown ids are ignored: an override may drop a rule.
+	YieldTo []string `json:"yield_to,omitempty"`
 }
 
 // MITRE is a rule's ATT&CK mapping.
@@ -234,6 +240,11 @@ func (r *Rule) problems() []problem {
 	if r.MinSignals < 0 || r.MinSignals > len(r.RequiredSignals) {
 		bad("min_signals", "%d is outside [1, %d]", r.MinSignals, len(r.RequiredSignals))
 	}
+	for i, id := range r.YieldTo {
+		if !isRuleID(id) || id == r.ID {
+			bad(fmt.Sprintf("yield_to[%d]", i), "%q is not another rule's id", id)
+		}
+	}
 	return ps
 }
 
@@ -377,7 +388,7 @@ func ruleFields() []string {
 	return []string{
 		"rule_id", "rule_name", "description", "required_signals", "time_window_minutes",
 		"detection_type", "severity", "confidence", "mitre_attack", "recommended_actions",
-		"false_positive_considerations", "suppression_window_minutes", "allowlist", "entity", "min_signals",
+		"false_positive_considerations", "suppression_window_minutes", "allowlist", "entity", "min_signals", "yield_to",
 	}
 }
 
@@ -525,6 +536,7 @@ func parseRule(raw json.RawMessage) (Rule, error) {
 	exactKeys("allowlist", []string{"cidrs", "destinations"}, "", nil)
 	decode("entity", &r.Entity, false)
 	decode("min_signals", &r.MinSignals, false)
+	decode("yield_to", &r.YieldTo, false)
 	// Severity is read as text so that the message names the rule.
 	var sev string
 	decode("severity", &sev, false)

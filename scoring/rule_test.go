@@ -24,6 +24,20 @@ func defaultRules(t testing.TB) []Rule {
 	return rules
 }
 
+// referenceRules are the default rules of the reference's three
+// detections, without Layer 2's and LM-002, for engine tests written
+// against their shapes.
+func referenceRules(t testing.TB) []Rule {
+	t.Helper()
+	var out []Rule
+	for _, r := range defaultRules(t) {
+		if r.ID == "LM-001" || r.ID == "C2-BEACON-001" || r.ID == "EXFIL-001" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 func ruleByID(t testing.TB, rules []Rule, id string) Rule {
 	t.Helper()
 	for _, r := range rules {
@@ -77,14 +91,16 @@ func TestDefaultRules(t *testing.T) {
 		"EXFIL-002":      {"DATA_EXFILTRATION", []features.SignalType{SignalUploadAnomaly}, 1, EntitySrc},
 		"EXFIL-003":      {"DATA_EXFILTRATION", []features.SignalType{SignalMultiDstUpload}, 1, EntitySrc},
 		"KILL-CHAIN-001": {"KILL_CHAIN", []features.SignalType{SignalBeaconScore, SignalStagingAnomaly, SignalUploadAnomaly}, 3, EntitySrc},
+		"LM-002": {"LATERAL_MOVEMENT", []features.SignalType{features.HostSweep, features.PrivilegedAccess, features.PortScan,
+			features.FailedConnections, features.ConnectionSpike}, 2, EntitySrc},
 	} {
 		r := ruleByID(t, rules, id)
 		if r.DetectionType != w.typ || !slices.Equal(r.RequiredSignals, w.signals) || r.minSignals() != w.min || r.Entity != w.entity {
 			t.Errorf("%s: %+v", id, r)
 		}
 	}
-	if len(rules) != 7 {
-		t.Errorf("%d default rules, want 7", len(rules))
+	if len(rules) != 8 {
+		t.Errorf("%d default rules, want 8", len(rules))
 	}
 	// Each call is a fresh copy: callers may tune what they get.
 	rules[0].RequiredSignals[0] = "X"

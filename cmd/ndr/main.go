@@ -45,6 +45,7 @@ func commands() []command {
 		{"replay", "run files through the pipeline in one process (no gRPC)", runReplay},
 		{"retrain", "fit per-host baselines from ClickHouse's aggregates and store a new version", runRetrain},
 		{"gen", "generate labelled Zeek conn logs of attacks and benign look-alikes", runGen},
+		{"quality", "measure detection quality on the seeded labelled benchmark (no ClickHouse)", runQuality},
 		{"hunt", "run a query of the hunting library (notebooks/queries) against ClickHouse", runHunt},
 		{"detections", "list stored detections, filtered by time, type, severity and host", runDetections},
 		{"token", "make per-sensor bearer tokens for serve --tokens (new, hash)", runToken},

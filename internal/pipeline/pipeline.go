@@ -271,4 +271,6 @@ func (a *Analyzer) Stats() (features.Stats, scoring.Stats) { return a.eng.Stats(
 
 // ScorerStats are Layer 2's scorers' counters, with the beacon Tracker's
 // memory estimate.
-func (a *Analyzer) ScorerStats() (beacon.Stats, upload.Stats) { return a.beacon.Stats(), a.upload.Stats() }
+func (a *Analyzer) ScorerStats() (beacon.Stats, upload.Stats) {
+	return a.beacon.Stats(), a.upload.Stats()
+}

@@ -20,6 +20,10 @@ type Series struct {
 	// connection; ObservedHours the clock hours from the pair's first
 	// connection within the horizon to the scoring time (at least 1).
 	ActiveHours, ObservedHours int
+	// Span is the seconds from the pair's first to its last connection
+	// within the horizon when the Tracker knows more than Times show (a
+	// capped history); 0 means the span of Times.
+	Span float64
 	// Sources is how many internal hosts contacted the destination within
 	// the horizon; Hosts how many internal hosts were seen at all.
 	Sources, Hosts int
@@ -159,8 +163,8 @@ func (p *Params) Rarity(sources, hosts int) float64 {
 //	              (RITA's duration score, normalised by the period).
 //	Rarity      = Params.Rarity(sources, hosts).
 //	Support     = min(1, 0.55 + 0.25 ramp(n, 10, 50) + 0.3 Size + 0.25 Persistence)
-//	Duration    = ramp(max(span of the times, observed hours - 1 h),
-//	              MinSpan/4, MinSpan): a run of
+//	Duration    = ramp(span of the pair's connections, MinSpan/4, MinSpan):
+//	              a run of
 //	              equal chunks of one upload (20 x 100 MB at 30 s) is
 //	              regular but is not a beacon.
 //	Score       = Rarity x Timing x Support x Duration
@@ -253,7 +257,7 @@ func (sc *Scorer) Score(in *Series) Result {
 	// A beacon lasts: a regular run of connections shorter than
 	// MinSpan (an upload in equal chunks, a retry loop) is not one.
 	// The kept history of a fast beacon may span less than the pair has
-	// been active: its observed clock hours bound that from below.
-	r.Score *= ramp(math.Max(r.Span, float64(in.ObservedHours-1)*3600), p.MinSpan/4, p.MinSpan)
+	// been active: the Tracker's hourly activity tells (Series.Span).
+	r.Score *= ramp(math.Max(r.Span, in.Span), p.MinSpan/4, p.MinSpan)
 	return r
 }

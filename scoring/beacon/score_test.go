@@ -69,6 +69,11 @@ func series(beats []beat, T int64, sources, hosts int) *Series {
 	}
 	slices.Sort(in.Times)
 	in.Times = slices.Compact(in.Times)
+	if n := len(in.Times); n > 0 {
+		// The whole span, which the Tracker knows from its hourly
+		// bitmap when the kept history is capped.
+		in.Span = float64(in.Times[n-1] - in.Times[0])
+	}
 	in.ActiveHours = len(hours)
 	in.ObservedHours = max(1, int(T/3600e6-oldest+1))
 	in.Conns = len(in.Sizes)
