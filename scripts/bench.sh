@@ -117,7 +117,7 @@ say "== 2. ndr loadgen at half that rate ($HALF events/s) for ${SECS}s, watching
 start_serve bench_half
 t0=$(now)
 "$NDR" loadgen --addr "$GRPC" --duration "${SECS}s" --rate "$HALF" >"$RUN/loadgen-half.out" 2>"$RUN/loadgen-half.err"
-sed -n '1,3p' "$RUN/loadgen-half.out" | sed 's/^/  /'
+sed -n '1,4p' "$RUN/loadgen-half.out" | sed 's/^/  /'
 ACKED=$(field events "$RUN/loadgen-half.out")
 tstored=$(wait_rows bench_half "$ACKED")
 stop_serve bench_half
