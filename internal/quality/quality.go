@@ -436,8 +436,20 @@ func (rep *Report) evaluate(labels []scenario.Label, ds []scoring.Detection) {
 			order = append(order, l.Scenario)
 		}
 		b.Instances++
+		// A detection is the look-alike's when it names one of its hosts
+		// and, for look-alikes run by ordinary workstations (NTP, updates,
+		// telemetry, sync, cloud uploads), one of its remote ends or none:
+		// every workstation also runs NTP, and a detection of its
+		// browsing is not NTP's. Backup and admin hosts are dedicated:
+		// any detection on them counts.
+		dedicated := l.Scenario == scenario.ScenarioBackup || l.Scenario == scenario.ScenarioAdmin
 		for i := range ds {
-			if !tp[i] && slices.Contains(l.Hosts, ds[i].Src) && !attackHosts[ds[i].Src] {
+			d := &ds[i]
+			if tp[i] || !slices.Contains(l.Hosts, d.Src) || attackHosts[d.Src] {
+				continue
+			}
+			if dedicated || len(l.Dsts) == 0 || len(d.Dsts) == 0 ||
+				slices.ContainsFunc(d.Dsts, func(a netip.Addr) bool { return slices.Contains(l.Dsts, a) }) {
 				b.Detections++
 			}
 		}

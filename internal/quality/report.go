@@ -32,7 +32,7 @@ func (rep *Report) Write(w io.Writer) error {
 	}
 	fmt.Fprintln(w, "\nbenign look-alikes (detections on their hosts):")
 	for _, b := range rep.Benign {
-		fmt.Fprintf(w, "  %-13s %2d instances, %d detections\n", b.Scenario, b.Instances, b.Detections)
+		fmt.Fprintf(w, "  %-13s %2d instances, %d detections of their traffic\n", b.Scenario, b.Instances, b.Detections)
 	}
 
 	fmt.Fprintf(w, "\nbeacon ROC: ndr's score, highest per pair over the run (%d C2 pairs, %d other scored pairs)\n",
