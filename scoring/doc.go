@@ -1,5 +1,8 @@
 // Package scoring is Layer 2 of ndr's pipeline: it turns Layer 1's signals
-// into few, high-confidence detections.
+// and those of its own scorers (scoring/beacon: BEACON_SCORE per internal
+// -> external pair; scoring/upload: UPLOAD_ANOMALY, STAGING_ANOMALY and
+// MULTI_DESTINATION_UPLOAD per host against its baseline) into few,
+// high-confidence detections.
 //
 // It owns the correlation rules (data: JSON files with the reference's
 // fields, defaults embedded from rules/*.json), the correlation Engine that
