@@ -19,60 +19,86 @@ import (
 // ToConn fills c from ev. defaultSensor is used when the event carries no
 // sensor id. It checks wire-level shape only; limits are the Validator's job.
 func ToConn(ev *ndrv1.ConnEvent, defaultSensor string, c *ingest.Conn) error {
-	orig, err := addr("id.orig_h", ev.GetOrigH())
+	f := fields{
+		ts: ev.GetTsUs(), uid: ev.GetUid(), origH: ev.GetOrigH(), respH: ev.GetRespH(),
+		origP: ev.GetOrigP(), respP: ev.GetRespP(), proto: int32(ev.GetProto()), service: ev.GetService(),
+		duration: ev.GetDurationUs(), origBytes: ev.GetOrigBytes(), respBytes: ev.GetRespBytes(),
+		state: int32(ev.GetConnState()), localOrig: tristate(ev.LocalOrig), localResp: tristate(ev.LocalResp),
+		missedBytes: ev.GetMissedBytes(), history: ev.GetHistory(), origPkts: ev.GetOrigPkts(),
+		origIPBytes: ev.GetOrigIpBytes(), respPkts: ev.GetRespPkts(), respIPBytes: ev.GetRespIpBytes(),
+		sensor: ev.GetSensorId(),
+	}
+	return f.toConn(defaultSensor, c)
+}
+
+// fields are a ConnEvent's values as decoded, before mapping: what ToConn
+// reads from a generated message and Frame from the encoding.
+type fields struct {
+	ts, duration                                 int64
+	uid, service, history, sensor                string
+	origH, respH                                 []byte
+	origP, respP                                 uint32
+	proto, state                                 int32
+	origBytes, respBytes, missedBytes            uint64
+	origPkts, origIPBytes, respPkts, respIPBytes uint64
+	localOrig, localResp                         ingest.Tristate
+}
+
+func (f *fields) toConn(defaultSensor string, c *ingest.Conn) error {
+	orig, err := addr("id.orig_h", f.origH)
 	if err != nil {
 		return err
 	}
-	resp, err := addr("id.resp_h", ev.GetRespH())
+	resp, err := addr("id.resp_h", f.respH)
 	if err != nil {
 		return err
 	}
-	if ev.GetOrigP() > 65535 {
-		return &ingest.FieldError{Field: "id.orig_p", Reason: fmt.Sprintf("%d is not a port", ev.GetOrigP())}
+	if f.origP > 65535 {
+		return &ingest.FieldError{Field: "id.orig_p", Reason: fmt.Sprintf("%d is not a port", f.origP)}
 	}
-	if ev.GetRespP() > 65535 {
-		return &ingest.FieldError{Field: "id.resp_p", Reason: fmt.Sprintf("%d is not a port", ev.GetRespP())}
+	if f.respP > 65535 {
+		return &ingest.FieldError{Field: "id.resp_p", Reason: fmt.Sprintf("%d is not a port", f.respP)}
 	}
-	proto := ev.GetProto()
+	proto := ndrv1.Transport(f.proto)
 	if proto < 0 || proto > ndrv1.Transport_TRANSPORT_ICMP {
 		return &ingest.FieldError{Field: "proto", Reason: fmt.Sprintf("unknown transport %d", proto)}
 	}
-	state := ev.GetConnState()
+	state := ndrv1.ConnState(f.state)
 	if state < 0 || state > ndrv1.ConnState_CONN_STATE_OTH {
 		return &ingest.FieldError{Field: "conn_state", Reason: fmt.Sprintf("unknown state %d", state)}
 	}
-	d := ev.GetDurationUs()
+	d := f.duration
 	if d < 0 {
 		return &ingest.FieldError{Field: "duration", Reason: fmt.Sprintf("negative (%d us)", d)}
 	}
 	if d > int64(1<<62)/int64(time.Microsecond) {
 		return &ingest.FieldError{Field: "duration", Reason: fmt.Sprintf("%d us overflows", d)}
 	}
-	sensor := ev.GetSensorId()
+	sensor := f.sensor
 	if sensor == "" {
 		sensor = defaultSensor
 	}
 	*c = ingest.Conn{
-		TS:          ev.GetTsUs(),
-		UID:         ev.GetUid(),
+		TS:          f.ts,
+		UID:         f.uid,
 		OrigH:       orig,
 		RespH:       resp,
-		OrigP:       uint16(ev.GetOrigP()),
-		RespP:       uint16(ev.GetRespP()),
+		OrigP:       uint16(f.origP),
+		RespP:       uint16(f.respP),
 		Proto:       ingest.Transport(proto), // enum values match by construction
-		Service:     ev.GetService(),
+		Service:     f.service,
 		Duration:    time.Duration(d) * time.Microsecond,
-		OrigBytes:   ev.GetOrigBytes(),
-		RespBytes:   ev.GetRespBytes(),
+		OrigBytes:   f.origBytes,
+		RespBytes:   f.respBytes,
 		ConnState:   ingest.ConnState(state),
-		LocalOrig:   tristate(ev.LocalOrig),
-		LocalResp:   tristate(ev.LocalResp),
-		MissedBytes: ev.GetMissedBytes(),
-		History:     ev.GetHistory(),
-		OrigPkts:    ev.GetOrigPkts(),
-		OrigIPBytes: ev.GetOrigIpBytes(),
-		RespPkts:    ev.GetRespPkts(),
-		RespIPBytes: ev.GetRespIpBytes(),
+		LocalOrig:   f.localOrig,
+		LocalResp:   f.localResp,
+		MissedBytes: f.missedBytes,
+		History:     f.history,
+		OrigPkts:    f.origPkts,
+		OrigIPBytes: f.origIPBytes,
+		RespPkts:    f.respPkts,
+		RespIPBytes: f.respIPBytes,
 		Sensor:      sensor,
 	}
 	return nil
