@@ -35,6 +35,8 @@ func DefaultGRPCConfig() GRPCConfig { return GRPCConfig{MaxRecvMsgBytes: 64 << 2
 // reflection need no token even when the ingest service does.
 func NewGRPCServer(cfg GRPCConfig, ing *Server) (*grpc.Server, *health.Server) {
 	opts := []grpc.ServerOption{
+		// Batches decode with wire.Frame, every other message as before.
+		grpc.ForceServerCodecV2(newCodec()),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
@@ -48,7 +50,7 @@ func NewGRPCServer(cfg GRPCConfig, ing *Server) (*grpc.Server, *health.Server) {
 	}
 	opts = append(opts, cfg.Options...)
 	g := grpc.NewServer(opts...)
-	ndrv1.RegisterIngestServiceServer(g, ing)
+	g.RegisterService(&ingestServiceDesc, ing)
 	h := health.NewServer()
 	h.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	h.SetServingStatus(ndrv1.IngestService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)

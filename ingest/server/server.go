@@ -10,13 +10,13 @@ package server
 
 import (
 	"context"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +25,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/ndr-go/ndr/ingest"
@@ -273,13 +272,29 @@ func (s *Server) release() { <-s.slots }
 // is the only one that calls Send; a second goroutine reads batches and
 // hands them to the sink, stopping (and so letting HTTP/2 flow control push
 // back on the sender) while MaxInFlight batches await their ack.
+//
+// gRPC calls it through ingestServiceDesc, which decodes batches with
+// wire.Frame; called directly, each message is encoded and decoded again.
 func (s *Server) Stream(st ndrv1.IngestService_StreamServer) error {
+	return s.stream(st.Context(), func(b *inBatch) error {
+		msg, err := st.Recv()
+		if err != nil {
+			return err
+		}
+		return b.fromMessage(msg)
+	}, st.Send)
+}
+
+// stream runs one Stream call. recv fills its argument with the next batch
+// (io.EOF after the last); send sends an ack. Only the recv loop calls
+// recv, and only this goroutine calls send.
+func (s *Server) stream(sctx context.Context, recv func(*inBatch) error, send func(*ndrv1.BatchAck) error) error {
 	if err := s.acquire(); err != nil {
 		return err
 	}
 	defer s.release()
 
-	ctx, cancel := context.WithCancelCause(st.Context())
+	ctx, cancel := context.WithCancelCause(sctx)
 	defer cancel(nil)
 	// Every batch holds an inflight slot until its ack is sent or it fails,
 	// so acks (same capacity) never blocks a sink's done callback.
@@ -289,7 +304,7 @@ func (s *Server) Stream(st ndrv1.IngestService_StreamServer) error {
 	anon := anonymousStream()
 	// Joined by gRPC: once this handler returns, Recv and the sink's ctx fail
 	// and the loop ends.
-	go func() { recvDone <- s.recvLoop(ctx, st, anon, acks, inflight, cancel) }()
+	go func() { recvDone <- s.recvLoop(ctx, recv, anon, acks, inflight, cancel) }()
 
 	finished := false
 	for {
@@ -298,7 +313,7 @@ func (s *Server) Stream(st ndrv1.IngestService_StreamServer) error {
 		}
 		select {
 		case a := <-acks:
-			if err := st.Send(a); err != nil {
+			if err := send(a); err != nil {
 				return err
 			}
 			<-inflight
@@ -313,10 +328,13 @@ func (s *Server) Stream(st ndrv1.IngestService_StreamServer) error {
 	}
 }
 
-func (s *Server) recvLoop(ctx context.Context, st ndrv1.IngestService_StreamServer, anon string,
+func (s *Server) recvLoop(ctx context.Context, recv func(*inBatch) error, anon string,
 	acks chan<- *ndrv1.BatchAck, inflight chan struct{}, cancel context.CancelCauseFunc) error {
+	// One inBatch for the stream: handle is done with it when it returns.
+	in := new(inBatch)
+	defer in.release()
 	for {
-		msg, err := st.Recv()
+		err := recv(in)
 		if errors.Is(err, io.EOF) {
 			return nil
 		}
@@ -337,15 +355,25 @@ func (s *Server) recvLoop(ctx context.Context, st ndrv1.IngestService_StreamServ
 			}
 			acks <- a
 		}
-		if err := s.handle(ctx, msg, anon, ackFn); err != nil {
+		if err := s.handle(ctx, in, anon, ackFn); err != nil {
 			<-inflight
 			return err
 		}
 	}
 }
 
-// Push stores one batch and returns once it is durable.
+// Push stores one batch and returns once it is durable. gRPC calls it
+// through ingestServiceDesc (see Stream).
 func (s *Server) Push(ctx context.Context, msg *ndrv1.EventBatch) (*ndrv1.BatchAck, error) {
+	in := new(inBatch)
+	if err := in.fromMessage(msg); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "batch: %v", err)
+	}
+	return s.push(ctx, in)
+}
+
+func (s *Server) push(ctx context.Context, in *inBatch) (*ndrv1.BatchAck, error) {
+	defer in.release()
 	if err := s.acquire(); err != nil {
 		return nil, err
 	}
@@ -355,7 +383,7 @@ func (s *Server) Push(ctx context.Context, msg *ndrv1.EventBatch) (*ndrv1.BatchA
 		err error
 	}
 	ch := make(chan result, 1)
-	if err := s.handle(ctx, msg, anonymousStream(), func(a *ndrv1.BatchAck, err error) { ch <- result{a, err} }); err != nil {
+	if err := s.handle(ctx, in, anonymousStream(), func(a *ndrv1.BatchAck, err error) { ch <- result{a, err} }); err != nil {
 		return nil, err
 	}
 	r := <-ch
@@ -369,24 +397,27 @@ func (s *Server) Push(ctx context.Context, msg *ndrv1.EventBatch) (*ndrv1.BatchA
 // events to the reject sink. It returns a gRPC status error when the batch
 // as a whole is unacceptable or the server is overloaded; otherwise ack is
 // called exactly once, possibly later.
-func (s *Server) handle(ctx context.Context, msg *ndrv1.EventBatch, anon string, ack func(*ndrv1.BatchAck, error)) error {
-	if n := len(msg.GetEvents()); n > s.cfg.MaxEventsPerBatch {
-		return status.Errorf(codes.InvalidArgument, "batch %d has %d events, more than the limit of %d", msg.GetSeq(), n, s.cfg.MaxEventsPerBatch)
+//
+// msg is only read until handle returns: its conns go to the sink, and
+// refused events are copied.
+func (s *Server) handle(ctx context.Context, msg *inBatch, anon string, ack func(*ndrv1.BatchAck, error)) error {
+	if n := msg.Len(); n > s.cfg.MaxEventsPerBatch {
+		return status.Errorf(codes.InvalidArgument, "batch %d has %d events, more than the limit of %d", msg.Seq, n, s.cfg.MaxEventsPerBatch)
 	}
-	if msg.GetSeq() == 0 {
+	if msg.Seq == 0 {
 		return status.Error(codes.InvalidArgument, "batch seq must start at 1")
 	}
-	if n := len(msg.GetStreamId()); n > s.cfg.Limits.MaxStringLen {
+	if n := len(msg.StreamID); n > s.cfg.Limits.MaxStringLen {
 		return status.Errorf(codes.InvalidArgument, "stream_id of %d bytes exceeds the limit of %d", n, s.cfg.Limits.MaxStringLen)
 	}
-	if n := len(msg.GetSensorId()); n > s.cfg.Limits.MaxStringLen {
+	if n := len(msg.SensorID); n > s.cfg.Limits.MaxStringLen {
 		return status.Errorf(codes.InvalidArgument, "sensor_id of %d bytes exceeds the limit of %d", n, s.cfg.Limits.MaxStringLen)
 	}
-	sensor, authed, err := s.sensorOf(ctx, msg)
+	sensor, authed, err := s.sensorOf(ctx, msg.SensorID)
 	if err != nil {
 		return statusOf(err)
 	}
-	if delayed, err := s.limit.wait(ctx, sensor, len(msg.GetEvents())); err != nil {
+	if delayed, err := s.limit.wait(ctx, sensor, msg.Len()); err != nil {
 		if ctx.Err() == nil {
 			s.refused.Add(1)
 			s.rateLimited.Add(1)
@@ -396,20 +427,12 @@ func (s *Server) handle(ctx context.Context, msg *ndrv1.EventBatch, anon string,
 		s.rateDelayed.Add(1)
 	}
 
-	events := msg.GetEvents()
-	dec, index, foreign := msg, []int(nil), []wire.Rejection(nil)
+	var foreign []wire.Rejection
 	if authed {
-		dec, index, foreign = foreignEvents(msg, sensor)
+		foreign = foreignEvents(&msg.Frame, sensor)
 	}
 	b := &ingest.Batch{}
-	rej := wire.DecodeBatch(dec, s.validate, b, nil)
-	if index != nil { // map positions in dec back to msg, and merge
-		for i := range rej {
-			rej[i].Index = index[rej[i].Index]
-		}
-		rej = append(rej, foreign...)
-		slices.SortFunc(rej, func(x, y wire.Rejection) int { return x.Index - y.Index })
-	}
+	rej := wire.DecodeFrame(&msg.Frame, s.validate, b, foreign)
 	if b.Sensor == "" {
 		b.Sensor = sensor
 		for i := range b.Conns {
@@ -464,7 +487,7 @@ func (s *Server) handle(ctx context.Context, msg *ndrv1.EventBatch, anon string,
 		s.log.Debug("events rejected", "sensor", b.Sensor, "stream", b.Stream, "seq", b.Seq,
 			"rejected", len(rej), "first", rej[0].Err, "index", rej[0].Index)
 		if s.rejects != nil {
-			recs = s.rejectedRecords(ctx, b, events, rej)
+			recs = s.rejectedRecords(ctx, b, msg, rej)
 		}
 	}
 	if len(b.Conns) == 0 && len(recs) == 0 {
@@ -547,9 +570,9 @@ func (j *join) abandon() {
 // sensorOf returns the sensor a batch is written as and charged to: its
 // token's when tokens are required (a batch naming another is refused),
 // else the one it names, else DefaultSensor.
-func (s *Server) sensorOf(ctx context.Context, msg *ndrv1.EventBatch) (sensor string, authed bool, err error) {
+func (s *Server) sensorOf(ctx context.Context, batchSensor string) (sensor string, authed bool, err error) {
 	if s.auth == nil {
-		if id := msg.GetSensorId(); id != "" {
+		if id := batchSensor; id != "" {
 			return id, false, nil
 		}
 		return s.cfg.DefaultSensor, false, nil
@@ -563,47 +586,30 @@ func (s *Server) sensorOf(ctx context.Context, msg *ndrv1.EventBatch) (sensor st
 		s.revoked.Add(1)
 		return "", false, err
 	}
-	if id := msg.GetSensorId(); id != "" && id != p.Sensor {
+	if id := batchSensor; id != "" && id != p.Sensor {
 		s.denied.Add(1)
 		return "", false, fmt.Errorf("%w: the token of sensor %s sent a batch of sensor %s", ErrWrongSensor, quoteTrunc(p.Sensor), quoteTrunc(id))
 	}
 	return p.Sensor, true, nil
 }
 
-// foreignEvents sets aside the events of msg that name a sensor other than
-// the caller's. It returns msg itself when there are none; otherwise a
-// batch of the others, their positions in msg, and a rejection for each
-// event set aside.
-func foreignEvents(msg *ndrv1.EventBatch, sensor string) (*ndrv1.EventBatch, []int, []wire.Rejection) {
+// foreignEvents refuses the events of f that name a sensor other than the
+// caller's, in order of index.
+func foreignEvents(f *wire.Frame, sensor string) []wire.Rejection {
 	var foreign []wire.Rejection
-	for i, ev := range msg.GetEvents() {
-		if id := ev.GetSensorId(); id != "" && id != sensor {
+	for i := range f.Conns {
+		if id := f.Conns[i].Sensor; id != "" && id != sensor {
 			foreign = append(foreign, wire.Rejection{Index: i, Err: &ingest.FieldError{
 				Field:  "sensor_id",
 				Reason: fmt.Sprintf("the token of sensor %s may not write events of sensor %s", quoteTrunc(sensor), quoteTrunc(id)),
 			}})
 		}
 	}
-	if len(foreign) == 0 {
-		return msg, nil, nil
-	}
-	events := msg.GetEvents()
-	kept := make([]*ndrv1.ConnEvent, 0, len(events)-len(foreign))
-	index := make([]int, 0, cap(kept))
-	f := 0
-	for i, ev := range events {
-		if f < len(foreign) && foreign[f].Index == i {
-			f++
-			continue
-		}
-		kept = append(kept, ev)
-		index = append(index, i)
-	}
-	return &ndrv1.EventBatch{Seq: msg.GetSeq(), StreamId: msg.GetStreamId(), SensorId: msg.GetSensorId(), Events: kept}, index, foreign
+	return foreign
 }
 
 // rejectedRecords builds the RejectSink's records of rej.
-func (s *Server) rejectedRecords(ctx context.Context, b *ingest.Batch, events []*ndrv1.ConnEvent, rej []wire.Rejection) []Rejected {
+func (s *Server) rejectedRecords(ctx context.Context, b *ingest.Batch, msg *inBatch, rej []wire.Rejection) []Rejected {
 	now := s.now().UTC()
 	addr := ""
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
@@ -612,16 +618,11 @@ func (s *Server) rejectedRecords(ctx context.Context, b *ingest.Batch, events []
 	out := make([]Rejected, len(rej))
 	for i, r := range rej {
 		reason := r.Err.Error()
-		// The event was decoded from these bytes a moment ago, so encoding
-		// it again cannot fail; if it does, the reason says so.
-		raw, err := proto.Marshal(events[r.Index])
-		if err != nil {
-			reason += "; event not kept: " + err.Error()
-		}
+		// The bytes the sender sent; msg's buffer goes back to gRPC's pool
+		// when handle returns, so they are copied.
+		raw := msg.Event(r.Index)
 		size := len(raw)
-		if len(raw) > s.cfg.MaxRejectedBytes {
-			raw = raw[:s.cfg.MaxRejectedBytes:s.cfg.MaxRejectedBytes]
-		}
+		raw = bytes.Clone(raw[:min(len(raw), s.cfg.MaxRejectedBytes)])
 		out[i] = Rejected{
 			ReceivedAt: now, Sensor: b.Sensor, Stream: b.Stream, Seq: b.Seq, Index: r.Index,
 			Field: ingest.FieldOf(r.Err), Reason: reason, Event: raw, Size: size, Peer: addr,
