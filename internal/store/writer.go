@@ -441,12 +441,17 @@ type connBuffer struct {
 	uid                                          []string
 	origH, respH                                 [][16]byte
 	origP, respP                                 []uint16
-	proto, service, connState, history, sensor   []string
+	proto, service, connState, history, sensor   []any // LowCardinality: see boxes
 	duration                                     []float64
 	origBytes, respBytes, missedBytes            []uint64
 	origPkts, origIPBytes, respPkts, respIPBytes []uint64
 	localOrig, localResp                         []*bool
 	yes, no                                      bool // what localOrig/localResp point at
+
+	// boxes holds each LowCardinality value boxed once. clickhouse-go
+	// appends a LowCardinality column row by row as an any, so a []string
+	// costs an allocation per row and column; a []any of shared boxes none.
+	boxes map[string]any
 
 	refs    []batchRef
 	waiters []chan struct{} // Flush calls waiting for this buffer
@@ -454,7 +459,32 @@ type connBuffer struct {
 	fixed   string          // a token given by WriteChunk, used as is
 }
 
-func newConnBuffer() *connBuffer { return &connBuffer{yes: true} }
+func newConnBuffer() *connBuffer { return &connBuffer{yes: true, boxes: make(map[string]any)} }
+
+// maxBoxes bounds connBuffer.boxes: values past it are boxed per row.
+const maxBoxes = 1 << 16
+
+// Boxes of the names of every Transport and ConnState.
+var protoBoxes, stateBoxes = func() (p [4]any, s [14]any) {
+	for i := range p {
+		p[i] = ingest.Transport(i).String()
+	}
+	for i := range s {
+		s[i] = ingest.ConnState(i).String()
+	}
+	return p, s
+}()
+
+func (b *connBuffer) box(s string) any {
+	if v, ok := b.boxes[s]; ok {
+		return v
+	}
+	var v any = s
+	if len(b.boxes) < maxBoxes {
+		b.boxes[s] = v
+	}
+	return v
+}
 
 func (b *connBuffer) rows() int { return len(b.ts) }
 
@@ -475,21 +505,29 @@ func (b *connBuffer) add(batch *ingest.Batch, done func(error), flushRows int) {
 		b.origP = append(b.origP, c.OrigP)
 		b.respH = append(b.respH, c.RespH.As16())
 		b.respP = append(b.respP, c.RespP)
-		b.proto = append(b.proto, c.Proto.String())
-		b.service = append(b.service, c.Service)
+		if int(c.Proto) < len(protoBoxes) {
+			b.proto = append(b.proto, protoBoxes[c.Proto])
+		} else {
+			b.proto = append(b.proto, c.Proto.String())
+		}
+		b.service = append(b.service, b.box(c.Service))
 		b.duration = append(b.duration, c.Duration.Seconds())
 		b.origBytes = append(b.origBytes, c.OrigBytes)
 		b.respBytes = append(b.respBytes, c.RespBytes)
-		b.connState = append(b.connState, c.ConnState.String())
+		if int(c.ConnState) < len(stateBoxes) {
+			b.connState = append(b.connState, stateBoxes[c.ConnState])
+		} else {
+			b.connState = append(b.connState, c.ConnState.String())
+		}
 		b.localOrig = append(b.localOrig, b.tristate(c.LocalOrig))
 		b.localResp = append(b.localResp, b.tristate(c.LocalResp))
 		b.missedBytes = append(b.missedBytes, c.MissedBytes)
-		b.history = append(b.history, c.History)
+		b.history = append(b.history, b.box(c.History))
 		b.origPkts = append(b.origPkts, c.OrigPkts)
 		b.origIPBytes = append(b.origIPBytes, c.OrigIPBytes)
 		b.respPkts = append(b.respPkts, c.RespPkts)
 		b.respIPBytes = append(b.respIPBytes, c.RespIPBytes)
-		b.sensor = append(b.sensor, c.Sensor)
+		b.sensor = append(b.sensor, b.box(c.Sensor))
 	}
 }
 
