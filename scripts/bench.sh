@@ -10,7 +10,8 @@
 # Environment: NDR (binary, default bin/ndr), BENCH_DIR (work directory,
 # default ndr-data/bench; the generated log is kept there between runs),
 # BENCH_SECONDS (loadgen duration, default 30), BENCH_SKIP_GO=1 (skip the
-# two Go benchmarks).
+# two Go benchmarks), BENCH_LOADGEN_ONLY=1 (stop after step 1: serve at the
+# maximum rate, with its CPU per event).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -76,9 +77,11 @@ wait_rows() {
 	now
 }
 # stop_serve DB: SIGTERM, wait; serve closes every window, stores the
-# analysis outputs and drains the spool. Prints the peak RSS first.
+# analysis outputs and drains the spool. Notes the peak RSS and the CPU
+# serve used so far (user + system, /proc/PID/stat) first.
 stop_serve() {
 	RSS_KB=$(awk '/VmHWM/{print $2}' "/proc/$SERVE_PID/status")
+	CPU_S=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$SERVE_PID/stat")
 	kill -TERM "$SERVE_PID"
 	wait "$SERVE_PID" || { say "serve failed:"; tail -5 "$RUN/$1.serve.err"; exit 1; }
 }
@@ -94,6 +97,8 @@ summary() {
 	say "  rows in $db.conn: $rows (acknowledged $ACKED); stored end to end at $STORED_RATE events/s ($(calc "round($tstored-$t0,1)") s from the first send to the last row in ClickHouse)"
 	say "  analysed: $signals signals, $dets detections stored; with serve's shutdown (windows closed, outputs stored) $(calc "round($rows/($tdone-$t0))") events/s"
 	say "  serve peak RSS $(calc "round($RSS_KB/1024)") MiB"
+	CPU_US=$(calc "round($CPU_S*1e6/max($rows,1),2)")
+	say "  serve CPU until the last row was stored: $CPU_S s, $CPU_US us per event (receive, decode, spool, INSERT, analysis)"
 	[ "$rows" -eq "$ACKED" ] || { say "  MISMATCH: $rows rows stored, $ACKED acknowledged"; exit 1; }
 }
 
@@ -109,7 +114,8 @@ MAX_ACK50=$(field ack_p50_ms "$RUN/loadgen-max.out"); MAX_ACK99=$(field ack_p99_
 tstored=$(wait_rows bench_max "$ACKED")
 stop_serve bench_max
 summary bench_max "$t0" "$tstored"
-LG_STORED=$STORED_RATE; LG_RSS=$RSS_KB
+LG_STORED=$STORED_RATE; LG_RSS=$RSS_KB; LG_CPU=$CPU_US
+if [ "${BENCH_LOADGEN_ONLY:-}" = 1 ]; then exit 0; fi
 
 HALF=$(calc "round($MAX_RATE/2)")
 say ""
@@ -135,7 +141,7 @@ ACKED=$LINES
 tstored=$(wait_rows bench_send "$ACKED")
 stop_serve bench_send
 summary bench_send "$t0" "$tstored"
-SEND_STORED=$STORED_RATE
+SEND_STORED=$STORED_RATE; SEND_CPU=$CPU_US
 
 say ""
 say "== 4. ceiling: the same rows into the same ClickHouse alone (INSERT ... FORMAT Native over HTTP, one client)"
@@ -198,6 +204,7 @@ printf '  %-52s %12s\n' "ack latency at max rate p50 / p99 (ms)" "$MAX_ACK50 / $
 printf '  %-52s %12s\n' "ack latency at half rate p50 / p99 (ms)" "$HALF_ACK50 / $HALF_ACK99"
 printf '  %-52s %12s   %s\n' "event-to-detection p99 at half rate (ms, $DETN det.)" "$DET99" "<= 2000"
 printf '  %-52s %12s\n' "serve peak RSS at max rate (MiB)" "$(calc "round($LG_RSS/1024)")"
+printf '  %-52s %12s\n' "serve CPU per event, loadgen max / send (us)" "$LG_CPU / $SEND_CPU"
 printf '  %-52s %12s   %s\n' "replay --no-store (ev/s)" "${REPLAY:-?}" ">= 1500000"
 printf '  %-52s %12s   %s\n' "state per tracked pair at 1M pairs (bytes)" "$PAIR" "<= 256"
 printf '  %-52s %12s   %s\n' "retrain 30 d x 10,000 hosts (s)" "$RETRAIN" "<= 60"
