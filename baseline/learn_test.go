@@ -111,6 +111,46 @@ func TestLearnerBounds(t *testing.T) {
 	}
 }
 
+// TestLearnerRepeats: a host's repeats within the hour (the one-lookup
+// path) count like first connections: refused destinations stay refused,
+// an earlier repeat moves the destination's first sighting, and the
+// distinct counts do not move.
+func TestLearnerRepeats(t *testing.T) {
+	t.Parallel()
+	cfg := DefaultLearnerConfig()
+	cfg.MaxDestinations = 3
+	var reg Registry
+	l, err := NewLearner(cfg, &reg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := func(j int) netip.Addr { return netip.AddrFrom4([4]byte{198, 51, 100, byte(j)}) }
+	var conns []ingest.Conn
+	for pass := range int64(2) {
+		for i := range 2 {
+			for j := range 5 {
+				conns = append(conns, ingest.Conn{TS: t0.UnixMicro() + 1000 - pass*100 + int64(j), OrigH: hostAddr(i), RespH: dst(j), OrigBytes: 1})
+			}
+		}
+	}
+	l.Observe(conns)
+	st := l.Stats()
+	if st.Destinations != 3 || st.DestinationsRefused != 8 {
+		t.Errorf("stats %+v: want 3 destinations, 8 connections to the 2 refused", st)
+	}
+	for j := range 3 {
+		d := l.dsts[dst(j)]
+		if want := t0.UnixMicro() + 900 + int64(j); d.first != want || len(d.hosts) != 2 {
+			t.Errorf("destination %d: first %d, %d hosts; want %d, 2", j, d.first, len(d.hosts), want)
+		}
+	}
+	for i := range 2 {
+		if r := l.hosts[hostAddr(i)].hours[0]; r.ext != 5 || r.conns != 10 || r.bytes != 10 {
+			t.Errorf("host %d hour %+v: want 10 connections to 5 distinct destinations", i, r)
+		}
+	}
+}
+
 // BenchmarkFit fits 10,000 hosts x 30 days of synthetic host-hours (the
 // issue 6 target's size) and reports hosts/s.
 func BenchmarkFit(b *testing.B) {

@@ -103,7 +103,7 @@ func BenchmarkProcess(b *testing.B) {
 	buf := make([]ingest.Conn, 1024)
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	rows := 0
 	for range b.N {
 		d := &discard{}
@@ -129,6 +129,7 @@ func BenchmarkProcess(b *testing.B) {
 	}
 	sec := time.Since(start).Seconds()
 	b.ReportMetric(float64(len(stream)*loops*b.N)/sec, "events/s")
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(len(stream)*loops*b.N), "cpu-ns/event")
 	b.ReportMetric(float64(rows)/sec, "rows/s")
 }
 
@@ -192,11 +193,28 @@ func BenchmarkPairState(b *testing.B) {
 
 var benchFile = flag.String("bench-file", "", "conn log for BenchmarkProcessFile (e.g. ndr gen --preset mixed --hosts 2000 --duration 24h, first 1,000,000 lines)")
 
+// noBaselines is installed but has no model yet: ndr replay's engine
+// before the learner's first fit, whose spike gates pass on any
+// connection.
+type noBaselines struct{}
+
+func (noBaselines) Lookup(netip.Addr, string, int64) (float64, float64, bool) { return 0, 0, false }
+
 // BenchmarkProcessFile runs the engine over a conn log read into memory
 // beforehand (reading is not timed), in batches of 8192 as ndr replay
 // sends them, Flush included: the sparse, realistic regime the synthetic
-// stream does not cover. Skipped without -bench-file.
+// stream does not cover. Skipped without -bench-file. The baselines case
+// installs Baselines as ndr replay does (none fitted yet: priors).
 func BenchmarkProcessFile(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		b    Baselines
+	}{{"priors", nil}, {"baselines", noBaselines{}}} {
+		b.Run(bc.name, func(b *testing.B) { benchmarkProcessFile(b, bc.b) })
+	}
+}
+
+func benchmarkProcessFile(b *testing.B, bl Baselines) {
 	if *benchFile == "" {
 		b.Skip("no -bench-file")
 	}
@@ -230,13 +248,16 @@ func BenchmarkProcessFile(b *testing.B) {
 	runtime.GC()
 	b.ReportAllocs()
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	rows, signals := 0, 0
 	for range b.N {
 		d := &discard{}
 		e, err := NewEngine(DefaultConfig(), d, nil, memory.DefaultAllocator)
 		if err != nil {
 			b.Fatal(err)
+		}
+		if bl != nil {
+			e.SetBaselines(bl)
 		}
 		for i := 0; i < len(conns); i += len(buf) {
 			if err := e.Process(context.Background(), batch(i)); err != nil {
@@ -251,6 +272,9 @@ func BenchmarkProcessFile(b *testing.B) {
 	}
 	sec := time.Since(start).Seconds()
 	b.ReportMetric(float64(len(conns)*b.N)/sec, "events/s")
+	// CPU time, GC included, per event: steadier than wall time on a
+	// shared machine.
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(len(conns)*b.N), "cpu-ns/event")
 	b.ReportMetric(float64(rows)/float64(b.N), "rows/op")
 	b.ReportMetric(float64(signals)/float64(b.N), "signals/op")
 }
