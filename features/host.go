@@ -35,6 +35,14 @@ type host struct {
 	visit   int32 // tick (host pane index) of the last visit scheduled
 	live    bool
 	classes uint8 // bit c: on the list of host class c
+	// sums are the gate inputs summed over every pane in the list (kept
+	// as events land and panes are freed; privMask only grows while the
+	// host has panes): an upper bound of any window's sums, so a class
+	// none of whose gates passes on it needs no walk (sealHosts).
+	// sumsSat counts the panes whose distinct count of a gate tag
+	// saturated.
+	sums    hostAgg
+	sumsSat [numGateTags]uint16
 }
 
 // hostRef names a host slot in a list; a stale reference (the slot was
@@ -247,10 +255,13 @@ func (e *Engine) addHost(hid int32, c *connView) {
 		p.last = off
 	}
 	p.conns++
+	h.sums.conns++
 	if c.state != 0 {
 		p.known++
+		h.sums.known++
 		if c.failed {
 			p.failed++
+			h.sums.failed++
 		}
 	}
 	p.bytesOut += c.out
@@ -268,18 +279,22 @@ func (e *Engine) addHost(hid int32, c *connView) {
 		e.addElem(h, p, elem(tagCombo, c.port, c.dst), pidx, int64(c.dst))
 		if pi := e.privPorts.index(c.port); pi >= 0 {
 			p.privMask |= 1 << uint(pi)
+			h.sums.privMask |= 1 << uint(pi)
 			e.addElem(h, p, elem(tagPriv, 0, c.dst), pidx, int64(c.dst))
 		}
 		if e.stagingPorts.has(c.port) && c.out+c.in > e.cfg.Signals.DataStaging.TransferBytesOver {
 			p.staging++
 			p.stagingBytes += c.out + c.in
+			h.sums.stagingBytes += c.out + c.in
 		}
 		return
 	}
 	p.bytesOutExt += c.out
+	h.sums.bytesOutExt += c.out
 	e.addElem(h, p, elem(tagXHost, 0, c.dst), pidx, int64(c.dst))
 	if c.out > e.cfg.Signals.DestinationDiversity.ConnectionBytesOver {
 		p.largeBytes += c.out
+		h.sums.largeBytes += c.out
 		e.addElem(h, p, elem(tagLarge, 0, c.dst), pidx, int64(c.dst))
 	}
 }
@@ -290,6 +305,7 @@ func (e *Engine) addElem(h *host, p *hostPane, el uint64, pidx int32, addr int64
 	if refused {
 		if p.refused[t] < math.MaxUint16 {
 			p.refused[t]++
+			h.sums.refused[t]++
 		}
 		e.stats.SetOverflows++
 		if n, ok := e.overflowLog.allow(e.maxTS); ok {
@@ -299,6 +315,10 @@ func (e *Engine) addElem(h *host, p *hostPane, el uint64, pidx int32, addr int64
 	}
 	if g := gateOf(t); first && g >= 0 && p.distinct[g] < math.MaxUint16 {
 		p.distinct[g]++
+		h.sums.distinct[g]++
+		if p.distinct[g] == math.MaxUint16 {
+			h.sumsSat[g]++
+		}
 	}
 	if isNew && addr >= 0 {
 		e.addrs.ref(uint32(addr))
@@ -390,7 +410,7 @@ func (e *Engine) newHost(addr uint32, t int64) int32 {
 
 func (e *Engine) evictHost(i int32) {
 	h := &e.hosts[i]
-	e.freeHostPanes(h.panes)
+	e.freeHostPanes(h, h.panes)
 	st := e.geo.stride
 	for j := 0; j < len(h.set.slots); j += st {
 		k := h.set.slots[j]
@@ -439,13 +459,59 @@ func (e *Engine) evictOldestHosts() {
 	}
 }
 
-// freeHostPanes frees a list of panes.
-func (e *Engine) freeHostPanes(p int32) {
+// freeHostPanes frees a list of h's panes, taking them out of h.sums.
+func (e *Engine) freeHostPanes(h *host, p int32) {
 	for p >= 0 {
-		n := e.hpanes.at(p).next
+		hp := e.hpanes.at(p)
+		s := &h.sums
+		s.conns -= hp.conns
+		s.known -= hp.known
+		s.failed -= hp.failed
+		s.bytesOutExt -= hp.bytesOutExt
+		s.stagingBytes -= hp.stagingBytes
+		s.largeBytes -= hp.largeBytes
+		for t, r := range hp.refused {
+			s.refused[t] -= uint32(r)
+		}
+		for g, d := range hp.distinct {
+			s.distinct[g] -= uint32(d)
+			if d == math.MaxUint16 {
+				h.sumsSat[g]--
+			}
+		}
+		if s.conns == 0 {
+			s.privMask = 0
+		}
+		n := hp.next
 		e.freeHostPane(p)
 		p = n
 	}
+}
+
+// sumsBound is h.sums as a window aggregate: saturated distinct counts
+// pass every gate bound, as in hostAgg.addPane.
+func (h *host) sumsBound() hostAgg {
+	a := h.sums
+	for g, n := range h.sumsSat {
+		if n > 0 {
+			a.distinct[g] = math.MaxUint32 / 2
+		}
+	}
+	return a
+}
+
+// hostBoundGate is hostGate on an upper bound a of a window's sums (a
+// host's sums): false only when no window of the host can pass the gate.
+// Every gate grows with each sum except FAILED_CONNECTIONS' ratio, for
+// which a passing window has at least MinRatio * MinAttempts failures.
+func (e *Engine) hostBoundGate(i int, a *hostAgg) bool {
+	if e.hostSpecs[i].typ == FailedConnections {
+		fc := &e.cfg.Signals.FailedConnections
+		// The slack keeps the bound conservative under rounding.
+		return a.conns > 0 && a.known >= uint32(fc.MinAttempts) &&
+			float64(a.failed) >= fc.MinRatio*float64(fc.MinAttempts)*(1-1e-9)
+	}
+	return e.hostGate(i, a)
 }
 
 // hostRefOK reports whether r still names the live host it was taken
@@ -622,7 +688,27 @@ func (e *Engine) sealHosts(T, tp int64, refs []hostRef) {
 			e.joinHostClasses(r, missing)
 			continue
 		}
-		// Sums of the sealed panes over each group's window, widening.
+		// Classes that may join: some gate passes on the sums of all the
+		// host's panes. Only their groups need the walk.
+		bound := h.sumsBound()
+		var need uint8
+		stop := int64(math.MaxInt64)
+		for i := range e.hostSpecs {
+			bit := uint8(1) << uint(e.hostSpecs[i].class)
+			if missing&bit != 0 && e.hostBoundGate(i, &bound) {
+				need |= bit
+			}
+		}
+		if need == 0 {
+			continue
+		}
+		for i := range e.hostSpecs {
+			if need&(1<<uint(e.hostSpecs[i].class)) != 0 {
+				stop = min(stop, groups[specGroup[i]].lo)
+			}
+		}
+		// Sums of the sealed panes over each group's window, widening,
+		// down to the widest group needed (the others are not read).
 		var cur hostAgg
 		j := ng - 1 // groups sorted by lo ascending: the narrowest is last
 		for q := p; q >= 0 && j >= 0; q = e.hpanes.at(q).next {
@@ -631,7 +717,7 @@ func (e *Engine) sealHosts(T, tp int64, refs []hostRef) {
 				groups[order[j]].agg = cur
 				j--
 			}
-			if j < 0 {
+			if j < 0 || int64(hp.idx) < stop {
 				break
 			}
 			cur.addPane(hp, e.hostStart(hp.idx))
@@ -642,7 +728,7 @@ func (e *Engine) sealHosts(T, tp int64, refs []hostRef) {
 		var join uint8
 		for c := range e.hostClasses {
 			bit := uint8(1) << uint(c)
-			if missing&bit == 0 {
+			if need&bit == 0 {
 				continue
 			}
 			for i := range e.hostSpecs {
@@ -780,7 +866,7 @@ func (e *Engine) visitHost(hid int32, T, tp int64, classDue, rowShapes uint8) {
 		idx := int64(hp.idx)
 		if idx < tp-largest {
 			if idx < tp-e.hostKeepPanes {
-				e.freeHostPanes(p)
+				e.freeHostPanes(h, p)
 				if prev < 0 {
 					h.panes = -1
 				} else {

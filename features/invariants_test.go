@@ -21,6 +21,8 @@ func (e *Engine) checkInvariants() error {
 			return fmt.Errorf("host %d: address %d points to host %d", i, h.addr, e.addrs.meta[h.addr].host)
 		}
 		last := int32(1<<31 - 1)
+		var sums hostAgg
+		var sat [numGateTags]uint16
 		for p := h.panes; p >= 0; p = e.hpanes.at(p).next {
 			hp := e.hpanes.at(p)
 			if hp.idx >= last {
@@ -28,6 +30,32 @@ func (e *Engine) checkInvariants() error {
 			}
 			last = hp.idx
 			hostPanes++
+			sums.conns += hp.conns
+			sums.known += hp.known
+			sums.failed += hp.failed
+			sums.bytesOutExt += hp.bytesOutExt
+			sums.stagingBytes += hp.stagingBytes
+			sums.largeBytes += hp.largeBytes
+			sums.privMask |= hp.privMask
+			for t, r := range hp.refused {
+				sums.refused[t] += uint32(r)
+			}
+			for g, d := range hp.distinct {
+				sums.distinct[g] += uint32(d)
+				if d == 1<<16-1 {
+					sat[g]++
+				}
+			}
+		}
+		// h.sums is the exact sum of the listed panes, but for privMask,
+		// which may keep bits of freed panes.
+		got := h.sums
+		if got.privMask&sums.privMask != sums.privMask {
+			return fmt.Errorf("host %d: sums' privMask %b misses bits of %b", i, got.privMask, sums.privMask)
+		}
+		got.privMask = sums.privMask
+		if got != sums || h.sumsSat != sat {
+			return fmt.Errorf("host %d: sums %+v (saturated %v), panes sum to %+v (%v)", i, got, h.sumsSat, sums, sat)
 		}
 		var perTag [numTags]uint32
 		live := uint32(0)
