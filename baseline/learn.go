@@ -100,7 +100,8 @@ type Learner struct {
 	cfg     LearnerConfig
 	reg     *Registry
 	log     *slog.Logger
-	local4  []netip.Prefix
+	local4  []prefix4 // the IPv4 LocalNetworks, as masks
+	local6  []netip.Prefix
 	hosts   map[netip.Addr]*hostAcc
 	dsts    map[netip.Addr]*dstAcc
 	first   int64 // first Unix hour seen; newest
@@ -124,7 +125,12 @@ type hostAcc struct {
 	hours []hourRec
 	// distinct destinations of the newest hour only; an older hour's
 	// late connections update its counters but not its distinct counts.
-	ext, internal map[netip.Addr]struct{}
+	// ext maps each to its dstAcc (nil: refused at MaxDestinations), so
+	// a repeat within the hour, most external connections, costs one
+	// lookup: the host is already in the destination's set, or that set
+	// is full, and either stays so.
+	ext      map[netip.Addr]*dstAcc
+	internal map[netip.Addr]struct{}
 }
 
 type dstAcc struct {
@@ -146,7 +152,27 @@ func NewLearner(cfg LearnerConfig, reg *Registry, log *slog.Logger) (*Learner, e
 		first: -1, newest: -1, lastFit: -1, version: reg.Version(),
 	}
 	l.cfg.LocalNetworks = slices.Clone(cfg.LocalNetworks)
+	for _, p := range cfg.LocalNetworks {
+		p = p.Masked()
+		if !p.Addr().Is4() {
+			l.local6 = append(l.local6, p)
+			continue
+		}
+		m := uint32(0)
+		if p.Bits() > 0 {
+			m = ^uint32(0) << (32 - p.Bits())
+		}
+		l.local4 = append(l.local4, prefix4{v4(p.Addr()), m})
+	}
 	return l, nil
+}
+
+// prefix4 is an IPv4 network as an address and a mask.
+type prefix4 struct{ net, mask uint32 }
+
+func v4(a netip.Addr) uint32 {
+	b := a.As4()
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
 // internal decides like features: the sensor's word, else the networks.
@@ -158,7 +184,16 @@ func (l *Learner) internal(a netip.Addr, local ingest.Tristate) bool {
 		return false
 	}
 	a = a.Unmap()
-	for _, p := range l.cfg.LocalNetworks {
+	if a.Is4() {
+		v := v4(a)
+		for _, p := range l.local4 {
+			if v&p.mask == p.net {
+				return true
+			}
+		}
+		return false
+	}
+	for _, p := range l.local6 {
 		if p.Contains(a) {
 			return true
 		}
@@ -235,20 +270,34 @@ func (l *Learner) add(c *ingest.Conn) {
 		return
 	}
 	r.bytes += float64(c.OrigBytes)
-	if newest && l.addSet(&h.ext, dst) {
-		r.ext++
-	}
-	d := l.dsts[dst]
-	if d == nil {
-		if len(l.dsts) >= l.cfg.MaxDestinations {
-			l.stats.DestinationsRefused++
+	if newest {
+		if h.ext == nil {
+			h.ext = make(map[netip.Addr]*dstAcc)
+		}
+		if d, ok := h.ext[dst]; ok {
+			if d == nil {
+				l.stats.DestinationsRefused++
+				return
+			}
+			d.first = min(d.first, c.TS)
 			return
 		}
-		d = &dstAcc{first: c.TS}
-		l.dsts[dst] = d
 	}
-	d.first = min(d.first, c.TS)
-	l.addSet(&d.hosts, src)
+	d := l.dsts[dst]
+	if d == nil && len(l.dsts) >= l.cfg.MaxDestinations {
+		l.stats.DestinationsRefused++
+	} else {
+		if d == nil {
+			d = &dstAcc{first: c.TS}
+			l.dsts[dst] = d
+		}
+		d.first = min(d.first, c.TS)
+		l.addSet(&d.hosts, src)
+	}
+	if newest && len(h.ext) < l.cfg.MaxSetElements {
+		h.ext[dst] = d
+		r.ext++
+	}
 }
 
 // addSet adds a to the capped set and reports whether it was new.
