@@ -167,7 +167,12 @@ type HostSweepConfig struct {
 	Enabled         bool   `json:"enabled"`
 	Window          Window `json:"window"`
 	MinHostsOnePort int    `json:"min_hosts_one_port"`
-	Bands           Bands  `json:"bands"`
+	// MinInternalHosts: also fire when the source reached this many
+	// distinct internal hosts on any ports in the window (0: off). A
+	// multi-port sweep paced under PORT_SCAN's per-minute threshold still
+	// touches far more internal hosts than a workstation does.
+	MinInternalHosts int   `json:"min_internal_hosts"`
+	Bands            Bands `json:"bands"`
 }
 
 // FailedConnectionsConfig: the share of an internal source's connection
@@ -330,8 +335,8 @@ func DefaultConfig() Config {
 			},
 			HostSweep: HostSweepConfig{
 				Enabled: true, Window: Window{min(5), min(1)},
-				MinHostsOnePort: 25,
-				Bands:           Bands{{25, Medium}, {100, High}, {1000, Critical}},
+				MinHostsOnePort: 25, MinInternalHosts: 30,
+				Bands: Bands{{25, Medium}, {100, High}, {1000, Critical}},
 			},
 			FailedConnections: FailedConnectionsConfig{
 				Enabled: true, Window: Window{min(5), min(1)},
@@ -492,6 +497,7 @@ func (c *Config) Validate() error {
 
 	win("host_sweep", s.HostSweep.Window)
 	pos("host_sweep.min_hosts_one_port", float64(s.HostSweep.MinHostsOnePort))
+	nonNeg("host_sweep.min_internal_hosts", float64(s.HostSweep.MinInternalHosts))
 	bands("host_sweep", s.HostSweep.Bands, false)
 
 	win("failed_connections", s.FailedConnections.Window)

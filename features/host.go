@@ -81,6 +81,7 @@ const (
 	gateCombo
 	gatePriv
 	gateLarge
+	gateIHost
 	numGateTags
 )
 
@@ -95,6 +96,8 @@ func gateOf(tag int) int {
 		return gatePriv
 	case tagLarge:
 		return gateLarge
+	case tagIHost:
+		return gateIHost
 	}
 	return -1
 }
@@ -783,7 +786,9 @@ func (e *Engine) hostGate(i int, a *hostAgg) bool {
 		return popcount(a.privMask) >= pa.MinPorts || a.bound(tagPriv) >= uint32(pa.MinHosts)
 	case HostSweep:
 		// The busiest port's hosts are (port, host) combinations.
-		return a.distinct[gateCombo] >= uint32(c.HostSweep.MinHostsOnePort)
+		hs := &c.HostSweep
+		return a.distinct[gateCombo] >= uint32(hs.MinHostsOnePort) ||
+			(hs.MinInternalHosts > 0 && a.bound(tagIHost) >= uint32(hs.MinInternalHosts))
 	case FailedConnections:
 		fc := &c.FailedConnections
 		return a.known >= uint32(fc.MinAttempts) && float64(a.failed)/float64(a.known) >= fc.MinRatio

@@ -51,8 +51,21 @@ func TestParityLateralMovement(t *testing.T) {
 		t.Errorf("%d late events in an ordered file", st.LateHost)
 	}
 	const src = "10.0.0.5"
-	if got, want := c.types(src), setOf(PortScan, ConnectionSpike, PrivilegedAccess); !mapsEqual(got, want) {
+	// The reference's three signals, and beside them ndr's HOST_SWEEP: 40
+	// internal hosts in 5 minutes (its fan-out criterion, which catches
+	// sweeps paced under PORT_SCAN's threshold).
+	if got, want := c.types(src), setOf(PortScan, ConnectionSpike, PrivilegedAccess, HostSweep); !mapsEqual(got, want) {
 		t.Errorf("signal types for %s: %v, want %v", src, got, want)
+	}
+	refOnly := DefaultConfig()
+	refOnly.Signals.HostSweep.MinInternalHosts = 0
+	if c0, _ := run(t, refOnly, conns); !mapsEqual(c0.types(src), setOf(PortScan, ConnectionSpike, PrivilegedAccess)) {
+		t.Errorf("without the fan-out criterion, signal types for %s: %v, want the reference's three", src, c0.types(src))
+	}
+	for _, s := range c.of(HostSweep, src) {
+		if got := metric(t, s, "unique_internal_hosts"); got != 40 {
+			t.Errorf("HOST_SWEEP unique_internal_hosts %g, want 40", got)
+		}
 	}
 	for _, s := range c.signals {
 		if s.Src.String() != src {

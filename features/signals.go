@@ -205,19 +205,30 @@ func (e *Engine) hostSignals(r *hostRow, T int64, specs uint16) (fired uint16) {
 			e.signals = append(e.signals, s)
 		case HostSweep:
 			c := &cfg.HostSweep
-			if r.maxHosts < uint32(c.MinHostsOnePort) {
+			onePort := r.maxHosts >= uint32(c.MinHostsOnePort)
+			fanOut := c.MinInternalHosts > 0 && r.ihosts >= uint32(c.MinInternalHosts)
+			if !onePort && !fanOut {
 				continue
 			}
 			fired |= 1 << uint(i)
-			v := float64(r.maxHosts)
-			s := e.hostSignal(r, HostSweep, v, float64(c.MinHostsOnePort), c.Bands.severity(v, false))
+			// One port swept, or many internal hosts over many ports (a
+			// sweep too slow for PORT_SCAN's minute).
+			v, threshold := float64(r.maxHosts), float64(c.MinHostsOnePort)
+			if !onePort {
+				v, threshold = float64(r.ihosts), float64(c.MinInternalHosts)
+			}
+			s := e.hostSignal(r, HostSweep, v, threshold, c.Bands.severity(v, false))
 			if !e.admit(&s, sp.size, sp.hop, v) {
 				continue
 			}
-			s.Metrics = e.metrics(Metric{"hosts_on_port", v}, Metric{"port", float64(r.maxPort)},
-				Metric{"unique_internal_hosts", float64(r.ihosts)})
-			s.Ports = []uint16{r.maxPort}
-			s.Dsts = e.detailAddrs(e.hostDetail(r.hostIdx, tagCombo, int(r.maxPort), tp, panes, maxDetailDsts))
+			s.Metrics = e.metrics(Metric{"hosts_on_port", float64(r.maxHosts)}, Metric{"port", float64(r.maxPort)},
+				Metric{"unique_internal_hosts", float64(r.ihosts)}, Metric{"unique_hosts", float64(r.ihosts)})
+			if onePort {
+				s.Ports = []uint16{r.maxPort}
+				s.Dsts = e.detailAddrs(e.hostDetail(r.hostIdx, tagCombo, int(r.maxPort), tp, panes, maxDetailDsts))
+			} else {
+				s.Dsts = e.detailAddrs(e.hostDetail(r.hostIdx, tagIHost, -1, tp, panes, maxDetailDsts))
+			}
 			e.signals = append(e.signals, s)
 		case FailedConnections:
 			c := &cfg.FailedConnections

@@ -61,6 +61,7 @@ type Stats struct {
 	Allowlisted uint64 // dropped by a rule's allowlist (per rule)
 	Created     uint64
 	Updated     uint64
+	Merged      uint64 // matches added to another rule's open detection of the same type and entity (counted in Updated too)
 	Evicted     uint64 // states dropped at MaxEntities
 	Entities    int    // states held now
 }
@@ -96,6 +97,7 @@ type Engine struct {
 	now       int64             // greatest event time evaluated
 	started   bool
 	states    map[stateKey]*state
+	incidents map[incidentKey]*incident
 	lastSweep int64
 	stats     Stats
 }
@@ -133,6 +135,22 @@ type state struct {
 	suppressUntil int64
 }
 
+// incidentKey is one entity's incident of one detection type: every rule
+// of that type matching the entity while the incident is open adds to the
+// same detection instead of opening another.
+type incidentKey struct {
+	typ      string
+	src, dst netip.Addr
+}
+
+// incident is an open detection and the rule that names it (the first of
+// the matching rules in rule order).
+type incident struct {
+	b     *builder
+	rule  int
+	until int64
+}
+
 // NewEngine validates rules and returns an engine emitting to sink.
 func NewEngine(rules []Rule, sink Sink, opts Options) (*Engine, error) {
 	if sink == nil {
@@ -141,7 +159,7 @@ func NewEngine(rules []Rule, sink Sink, opts Options) (*Engine, error) {
 	var errs []error
 	e := &Engine{
 		byType: map[features.SignalType][]int{}, sink: sink, log: opts.Logger,
-		maxEntities: opts.MaxEntities, states: map[stateKey]*state{},
+		maxEntities: opts.MaxEntities, states: map[stateKey]*state{}, incidents: map[incidentKey]*incident{},
 	}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -508,12 +526,32 @@ func (e *Engine) match(ctx context.Context, t int64, key stateKey) error {
 	slices.SortFunc(sigs, func(a, b features.Signal) int { return compareSignals(&a, &b) })
 
 	kind := Updated
-	if st.open == nil || t >= st.suppressUntil {
+	ik := incidentKey{typ: r.DetectionType, src: key.src, dst: key.dst}
+	inc := e.incidents[ik]
+	if inc != nil && t >= inc.until {
+		delete(e.incidents, ik)
+		inc = nil
+	}
+	switch {
+	case (st.open == nil || t >= st.suppressUntil) && inc != nil:
+		// Another rule of the same type reports this entity already: this
+		// match is more evidence for that detection, not a second one.
+		st.open, st.suppressUntil = inc.b, inc.until
+		st.open.d.Count++
+		st.open.d.Version++
+		e.stats.Updated++
+		e.stats.Merged++
+		if key.rule < inc.rule {
+			inc.rule = key.rule
+			st.open.rename(r)
+		}
+	case st.open == nil || t >= st.suppressUntil:
 		kind = Created
 		st.open = newBuilder(r, key, sigs)
 		st.suppressUntil = t + r.suppress
+		e.incidents[ik] = &incident{b: st.open, rule: key.rule, until: st.suppressUntil}
 		e.stats.Created++
-	} else {
+	default:
 		st.open.d.Count++
 		st.open.d.Version++
 		e.stats.Updated++
@@ -521,7 +559,14 @@ func (e *Engine) match(ctx context.Context, t int64, key stateKey) error {
 	for i := range sigs {
 		st.open.add(&sigs[i])
 	}
-	st.open.finish(r)
+	if inc := e.incidents[ik]; inc != nil && inc.b == st.open && inc.rule != key.rule {
+		// Severity and confidence come from the matching rule's
+		// assessment; the detection keeps the naming rule's identity.
+		st.open.finish(r)
+		st.open.rename(&e.rules[inc.rule])
+	} else {
+		st.open.finish(r)
+	}
 	if err := e.sink.Emit(ctx, Event{Kind: kind, Detection: st.open.d.clone()}); err != nil {
 		return fmt.Errorf("emit detection %s: %w", st.open.d.ID, err)
 	}
@@ -535,6 +580,11 @@ func (e *Engine) sweep(t int64) {
 		return
 	}
 	e.lastSweep = t
+	for k, inc := range e.incidents {
+		if t >= inc.until {
+			delete(e.incidents, k)
+		}
+	}
 	for k, st := range e.states {
 		r := &e.rules[k.rule]
 		if st.open != nil && t >= st.suppressUntil {
@@ -663,6 +713,23 @@ func newBuilder(r *compiled, key stateKey, sigs []features.Signal) *builder {
 	b.d.Evidence.Summary.SignalCounts = map[features.SignalType]int{}
 	b.d.Evidence.Summary.SpanSeconds = float64(hi-lo) / 1e6
 	return b
+}
+
+// rename makes r the rule that names the detection (its rule id, MITRE
+// mapping, recommended actions and required signals); the detection id
+// stays the one it was created with, so that it remains one row.
+func (b *builder) rename(r *compiled) {
+	b.d.RuleID = r.ID
+	b.d.MITRE = r.MITRE
+	b.d.RecommendedActions = r.RecommendedActions
+	sm := &b.d.Evidence.Summary
+	sm.RequiredSignals = len(r.RequiredSignals)
+	sm.MatchedSignals = 0
+	for _, t := range r.RequiredSignals {
+		if _, ok := b.best[t]; ok {
+			sm.MatchedSignals++
+		}
+	}
 }
 
 func firstSeen(s *features.Signal) int64 {

@@ -577,3 +577,40 @@ func TestYieldTo(t *testing.T) {
 		t.Errorf("detections %v, want %v", got, want)
 	}
 }
+
+// TestSameTypeRulesMerge: a second rule of the same detection type
+// matching an entity whose incident is open adds to that detection rather
+// than opening another; the rule listed first names it, and the id stays
+// the one the detection was created with, so it remains one row.
+func TestSameTypeRulesMerge(t *testing.T) {
+	rules := referenceRules(t)
+	lm := ruleByID(t, rules, "LM-001")
+	sweep := lm
+	sweep.ID, sweep.Name = "LM-900", "two_of_three"
+	sweep.MinSignals = 2
+	e, rec := newEngine(t, []Rule{lm, sweep}, Options{})
+	feed(t, e, []features.Signal{
+		mk(features.PortScan, "10.0.0.5", 0, features.Medium),
+		mk(features.PrivilegedAccess, "10.0.0.5", 0, features.Critical),
+		mk(features.ConnectionSpike, "10.0.0.5", 5, features.Critical),
+	})
+	// LM-900 opens the incident on two signals; with the third, LM-001
+	// joins it and LM-900 updates it.
+	if rec.kinds() != "cuu" {
+		t.Fatalf("events %s, want created, then two updates", rec.kinds())
+	}
+	first, merged := rec.events[0].Detection, rec.events[2].Detection
+	if first.RuleID != "LM-900" || merged.ID != first.ID || merged.RuleID != "LM-001" || merged.Version != 3 ||
+		merged.Evidence.Summary.MatchedSignals != 3 || merged.Evidence.Summary.RequiredSignals != 3 || merged.Severity != features.Critical {
+		t.Errorf("merged detection: %s rule %s v%d %d/%d %v, after %s rule %s", merged.ID, merged.RuleID, merged.Version,
+			merged.Evidence.Summary.MatchedSignals, merged.Evidence.Summary.RequiredSignals, merged.Severity, first.ID, first.RuleID)
+	}
+	if st := e.Stats(); st.Created != 1 || st.Merged != 1 {
+		t.Errorf("stats %+v, want 1 created, 1 merged", st)
+	}
+	// Another host is its own incident.
+	feed(t, e, lmSet("10.0.0.6", 10))
+	if st := e.Stats(); st.Created != 2 {
+		t.Errorf("stats %+v, want a second detection for another host", st)
+	}
+}
