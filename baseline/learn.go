@@ -100,8 +100,7 @@ type Learner struct {
 	cfg     LearnerConfig
 	reg     *Registry
 	log     *slog.Logger
-	local4  []prefix4 // the IPv4 LocalNetworks, as masks
-	local6  []netip.Prefix
+	local   ingest.LocalNetworks
 	hosts   map[netip.Addr]*hostAcc
 	dsts    map[netip.Addr]*dstAcc
 	first   int64 // first Unix hour seen; newest
@@ -152,53 +151,13 @@ func NewLearner(cfg LearnerConfig, reg *Registry, log *slog.Logger) (*Learner, e
 		first: -1, newest: -1, lastFit: -1, version: reg.Version(),
 	}
 	l.cfg.LocalNetworks = slices.Clone(cfg.LocalNetworks)
-	for _, p := range cfg.LocalNetworks {
-		p = p.Masked()
-		if !p.Addr().Is4() {
-			l.local6 = append(l.local6, p)
-			continue
-		}
-		m := uint32(0)
-		if p.Bits() > 0 {
-			m = ^uint32(0) << (32 - p.Bits())
-		}
-		l.local4 = append(l.local4, prefix4{v4(p.Addr()), m})
-	}
+	l.local = ingest.NewLocalNetworks(cfg.LocalNetworks)
 	return l, nil
-}
-
-// prefix4 is an IPv4 network as an address and a mask.
-type prefix4 struct{ net, mask uint32 }
-
-func v4(a netip.Addr) uint32 {
-	b := a.As4()
-	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
 
 // internal decides like features: the sensor's word, else the networks.
 func (l *Learner) internal(a netip.Addr, local ingest.Tristate) bool {
-	switch local {
-	case ingest.True:
-		return true
-	case ingest.False:
-		return false
-	}
-	a = a.Unmap()
-	if a.Is4() {
-		v := v4(a)
-		for _, p := range l.local4 {
-			if v&p.mask == p.net {
-				return true
-			}
-		}
-		return false
-	}
-	for _, p := range l.local6 {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return l.local.Internal(a, local)
 }
 
 const microsPerHour = int64(time.Hour / time.Microsecond)

@@ -148,8 +148,7 @@ type Engine struct {
 	geo           setGeom
 	lateness      int64
 	endTime       bool
-	local4        []prefix4
-	local6        []netip.Prefix
+	local         ingest.LocalNetworks
 	privPorts     portSet
 	privService   [maxPorts]uint64
 	stagingPorts  portSet
@@ -246,8 +245,6 @@ type Engine struct {
 	lateLog     eventLimiter
 }
 
-type prefix4 struct{ net, mask uint32 }
-
 // NewEngine validates cfg and returns an engine that sends closed windows
 // to emit. logger may be nil (discard); alloc may be nil
 // (memory.DefaultAllocator). Call SetBaselines before the first Process
@@ -281,19 +278,7 @@ func NewEngine(cfg Config, emit Emitter, logger *slog.Logger, alloc memory.Alloc
 	// any engine that tracks a host, and hosts are far fewer than pairs.
 	e.hpanes.setChunk(12)
 	e.cfg.LocalNetworks = slices.Clone(cfg.LocalNetworks)
-	for _, p := range cfg.LocalNetworks {
-		p = p.Masked()
-		if p.Addr().Is4() {
-			m := uint32(0)
-			if p.Bits() > 0 {
-				m = ^uint32(0) << (32 - p.Bits())
-			}
-			a := p.Addr().As4()
-			e.local4 = append(e.local4, prefix4{uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]), m})
-		} else {
-			e.local6 = append(e.local6, p)
-		}
-	}
+	e.local = ingest.NewLocalNetworks(cfg.LocalNetworks)
 	s := &cfg.Signals
 	e.privPorts = newPortSet(s.PrivilegedAccess.Ports)
 	names := map[string]int{}
@@ -509,28 +494,7 @@ func (e *Engine) Process(ctx context.Context, conns []ingest.Conn) error {
 // internal decides whether a is internal: the sensor's word when it gave
 // one (Zeek local_orig/local_resp), else the configured networks.
 func (e *Engine) internal(a netip.Addr, local ingest.Tristate) bool {
-	switch local {
-	case ingest.True:
-		return true
-	case ingest.False:
-		return false
-	}
-	if a.Is4() || a.Is4In6() {
-		b := a.Unmap().As4()
-		v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
-		for _, p := range e.local4 {
-			if v&p.mask == p.net {
-				return true
-			}
-		}
-		return false
-	}
-	for _, p := range e.local6 {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return e.local.Internal(a, local)
 }
 
 func (e *Engine) add(c *ingest.Conn, t int64) {

@@ -198,8 +198,7 @@ type Tracker struct {
 	cfg      Config
 	opts     Options
 	log      *slog.Logger
-	local4   []netip.Prefix
-	local6   []netip.Prefix
+	local    ingest.LocalNetworks
 	every    int64 // seconds
 	horizon  int64 // seconds
 	hzHours  int
@@ -249,35 +248,13 @@ func NewTracker(cfg Config, opts Options) (*Tracker, error) {
 	}
 	seed := maphash.Comparable(maphash.MakeSeed(), uint64(0))
 	t.idx = newIndex(seed)
-	for _, p := range cfg.LocalNetworks {
-		if p.Addr().Is4() {
-			t.local4 = append(t.local4, p.Masked())
-		} else {
-			t.local6 = append(t.local6, p.Masked())
-		}
-	}
+	t.local = ingest.NewLocalNetworks(cfg.LocalNetworks)
 	return t, nil
 }
 
 // internal is Layer 1's decision: the sensor's word, else the networks.
 func (t *Tracker) internal(a netip.Addr, local ingest.Tristate) bool {
-	switch local {
-	case ingest.True:
-		return true
-	case ingest.False:
-		return false
-	}
-	a = a.Unmap()
-	nets := t.local6
-	if a.Is4() {
-		nets = t.local4
-	}
-	for _, p := range nets {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return t.local.Internal(a, local)
 }
 
 func (t *Tracker) keyOf(pos uint32) uint64 { return t.slab[pos].key }

@@ -272,8 +272,7 @@ type Scorer struct {
 	cfg      Config
 	opts     Options
 	log      *slog.Logger
-	local4   []netip.Prefix
-	local6   []netip.Prefix
+	local    ingest.LocalNetworks
 	staging  [65536 / 64]uint64
 	every    int64
 	rarity   beacon.Params
@@ -294,13 +293,7 @@ func NewScorer(cfg Config, opts Options) (*Scorer, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	for _, p := range cfg.LocalNetworks {
-		if p.Addr().Is4() {
-			s.local4 = append(s.local4, p.Masked())
-		} else {
-			s.local6 = append(s.local6, p.Masked())
-		}
-	}
+	s.local = ingest.NewLocalNetworks(cfg.LocalNetworks)
 	for _, p := range cfg.StagingPorts {
 		s.staging[p/64] |= 1 << (p % 64)
 	}
@@ -310,23 +303,7 @@ func NewScorer(cfg Config, opts Options) (*Scorer, error) {
 }
 
 func (s *Scorer) internal(a netip.Addr, local ingest.Tristate) bool {
-	switch local {
-	case ingest.True:
-		return true
-	case ingest.False:
-		return false
-	}
-	a = a.Unmap()
-	nets := s.local6
-	if a.Is4() {
-		nets = s.local4
-	}
-	for _, p := range nets {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
+	return s.local.Internal(a, local)
 }
 
 func (s *Scorer) isStaging(p uint16) bool { return s.staging[p/64]&(1<<(p%64)) != 0 }
