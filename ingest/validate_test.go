@@ -104,3 +104,29 @@ func TestUnprintable(t *testing.T) {
 	f("\xc3", true)         // truncated sequence
 	f("\xed\xa0\x80", true) // surrogate
 }
+
+// TestValidatorFutureBoundFollowsTheClock: the cached bound of accepted
+// starts never accepts what the clock at the time would refuse, and
+// follows the clock forward.
+func TestValidatorFutureBoundFollowsTheClock(t *testing.T) {
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	lim := DefaultLimits()
+	v := NewValidator(lim, func() time.Time { return now })
+	at := func(d time.Duration) *Conn {
+		return &Conn{TS: now.Add(d).UnixMicro(), OrigH: netip.MustParseAddr("10.0.0.1"), RespH: netip.MustParseAddr("10.0.0.2"), Proto: TCP}
+	}
+	if err := v.Check(at(lim.MaxFutureSkew - time.Second)); err != nil {
+		t.Fatalf("inside the skew: %v", err)
+	}
+	if err := v.Check(at(lim.MaxFutureSkew + time.Second)); err == nil {
+		t.Fatal("beyond the skew accepted")
+	}
+	later := at(lim.MaxFutureSkew + time.Hour)
+	if err := v.Check(later); err == nil {
+		t.Fatal("an hour beyond the skew accepted")
+	}
+	now = now.Add(2 * time.Hour)
+	if err := v.Check(later); err != nil {
+		t.Fatalf("after the clock moved on: %v", err)
+	}
+}
