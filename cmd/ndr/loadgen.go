@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ndr-go/ndr/ingest/client"
 	"github.com/ndr-go/ndr/ingest/loadgen"
@@ -22,7 +20,8 @@ import (
 func runLoadgen(ctx context.Context, args []string, env *environment) error {
 	fs := newFlagSet(env, "loadgen", "")
 	def := client.DefaultConfig()
-	addr := fs.String("addr", "127.0.0.1:50051", "address of ndr serve")
+	var dial dialFlags
+	dial.register(fs)
 	sensor := fs.String("sensor", "loadgen", "sensor id sent with every batch")
 	streams := fs.Int("streams", 4, "concurrent streams")
 	copies := fs.Int("copies", 8, fmt.Sprintf("disjoint copies of the corpus (each its own internal network), %d at most", loadgen.MaxCopies))
@@ -37,11 +36,6 @@ func runLoadgen(ctx context.Context, args []string, env *environment) error {
 	watch := fs.Bool("watch", true, "watch DetectionService and report event-to-detection latency")
 	grace := fs.Duration("watch-grace", 3*time.Second, "after sending, how long to keep watching for detections")
 	lateness := fs.Duration("lateness", 30*time.Second, "serve's allowed lateness (features config), to tell when a window could close")
-	useTLS := fs.Bool("tls", false, "connect with TLS")
-	caFile := fs.String("ca", "", "CA bundle that signs the server's certificate (implies --tls)")
-	certFile := fs.String("cert", "", "client certificate for mTLS (implies --tls)")
-	keyFile := fs.String("key", "", "client key for mTLS")
-	tokenFile := fs.String("token-file", "", "file holding this sensor's bearer token (default: env NDR_TOKEN); needs --tls unless --addr is loopback")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -51,8 +45,7 @@ func runLoadgen(ctx context.Context, args []string, env *environment) error {
 	if *hosts <= 0 || *hosts > 2000 {
 		return usageErr("--hosts must be within [1, 2000]")
 	}
-	tlsOn := *useTLS || *caFile != "" || *certFile != ""
-	tokenOpts, withToken, err := tokenCredentials(env, *tokenFile, *addr, tlsOn)
+	dialOpts, withToken, err := dial.options(env)
 	if err != nil {
 		return err
 	}
@@ -86,20 +79,12 @@ func runLoadgen(ctx context.Context, args []string, env *environment) error {
 	fmt.Fprintf(env.stderr, "loadgen: corpus of %d connections over %s (%d hosts) in %s; %d copies over %d streams\n",
 		corpus.Len(), corpus.Span(), *hosts, time.Since(genStart).Round(time.Millisecond), *copies, *streams)
 
-	creds := insecure.NewCredentials()
-	if tlsOn {
-		tc, err := clientTLS(*caFile, *certFile, *keyFile)
-		if err != nil {
-			return err
-		}
-		creds = credentials.NewTLS(tc)
-	}
 	// One connection per stream: a single HTTP/2 connection serialises
 	// every stream's frames on one writer.
 	conns := make([]*grpc.ClientConn, *streams)
 	for i := range conns {
-		if conns[i], err = grpc.NewClient(*addr, append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, tokenOpts...)...); err != nil {
-			return fmt.Errorf("dial %s: %w", *addr, err)
+		if conns[i], err = dial.dial(dialOpts); err != nil {
+			return err
 		}
 		defer conns[i].Close()
 	}

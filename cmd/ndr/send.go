@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/ndr-go/ndr/ingest"
 	"github.com/ndr-go/ndr/ingest/client"
@@ -20,17 +18,13 @@ import (
 func runSend(ctx context.Context, args []string, env *environment) error {
 	fs := newFlagSet(env, "send", "FILE|DIR|GLOB|- ...")
 	def := client.DefaultConfig()
-	addr := fs.String("addr", "127.0.0.1:50051", "address of ndr serve")
+	var dial dialFlags
+	dial.register(fs)
 	sensor := fs.String("sensor", def.Sensor, "sensor id sent with every batch")
 	streamID := fs.String("stream-id", "", "stream id for duplicate suppression (default: random per run)")
 	batchSize := fs.Int("batch-size", def.BatchSize, "events per batch")
 	inflight := fs.Int("max-inflight", def.MaxInFlight, "unacknowledged batches allowed")
 	giveUp := fs.Duration("give-up-after", def.GiveUpAfter, "stop when the server has acknowledged nothing for this long")
-	useTLS := fs.Bool("tls", false, "connect with TLS")
-	caFile := fs.String("ca", "", "CA bundle that signs the server's certificate (implies --tls)")
-	certFile := fs.String("cert", "", "client certificate for mTLS (implies --tls)")
-	keyFile := fs.String("key", "", "client key for mTLS")
-	tokenFile := fs.String("token-file", "", "file holding this sensor's bearer token (default: env NDR_TOKEN); needs --tls unless --addr is loopback")
 	progressEvery := fs.Duration("progress", time.Second, "how often to print progress (0: only the summary)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -38,8 +32,7 @@ func runSend(ctx context.Context, args []string, env *environment) error {
 	if fs.NArg() == 0 {
 		return usageErr("no files given")
 	}
-	tlsOn := *useTLS || *caFile != "" || *certFile != ""
-	tokenOpts, withToken, err := tokenCredentials(env, *tokenFile, *addr, tlsOn)
+	dialOpts, withToken, err := dial.options(env)
 	if err != nil {
 		return err
 	}
@@ -56,18 +49,9 @@ func runSend(ctx context.Context, args []string, env *environment) error {
 	}
 	defer src.Close()
 
-	creds := insecure.NewCredentials()
-	if tlsOn {
-		tc, err := clientTLS(*caFile, *certFile, *keyFile)
-		if err != nil {
-			return err
-		}
-		creds = credentials.NewTLS(tc)
-	}
-	conn, err := grpc.NewClient(*addr, append([]grpc.DialOption{grpc.WithTransportCredentials(creds),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16 << 20))}, tokenOpts...)...)
+	conn, err := dial.dial(dialOpts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16<<20)))
 	if err != nil {
-		return fmt.Errorf("dial %s: %w", *addr, err)
+		return err
 	}
 	defer conn.Close()
 
