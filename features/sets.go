@@ -118,11 +118,17 @@ func (s *elemSet) setBit(g *setGeom, slot int, pane int32) bool {
 // rehash rebuilds the table, dropping tombstones and doubling when it is
 // more than half full of live elements.
 func (s *elemSet) rehash(g *setGeom) {
-	old := s.slots
-	n := len(old) / g.stride
+	n := len(s.slots) / g.stride
 	if s.live*2 >= uint32(n) {
 		n *= 2
 	}
+	s.resize(g, n)
+}
+
+// resize moves the live elements into a fresh table of n slots (a power
+// of two), dropping the tombstones.
+func (s *elemSet) resize(g *setGeom, n int) {
+	old := s.slots
 	s.slots = make([]uint64, n*g.stride)
 	s.tombs = 0
 	mask := uint64(n - 1)
@@ -162,22 +168,7 @@ func (s *elemSet) shrink(g *setGeom) {
 		for n > 8 && s.live*4 < uint32(n) {
 			n /= 2
 		}
-		old := s.slots
-		s.slots = make([]uint64, n*g.stride)
-		s.tombs = 0
-		mask := uint64(n - 1)
-		shift := 64 - bits.Len(uint(n-1))
-		for j := 0; j < len(old); j += g.stride {
-			k := old[j]
-			if k == emptyElem || k == tombElem {
-				continue
-			}
-			i := hashElem(k) >> shift & mask
-			for s.slots[int(i)*g.stride] != emptyElem {
-				i = (i + 1) & mask
-			}
-			copy(s.slots[int(i)*g.stride:int(i+1)*g.stride], old[j:j+g.stride])
-		}
+		s.resize(g, n)
 	}
 }
 
