@@ -409,6 +409,19 @@ func (e *Engine) pairPaneAt(id int32, idx int32) *pairPane {
 	return nil
 }
 
+// dropPanesFrom frees the panes of p after prev, the newest of them
+// included when prev is nil: the panes no window needs any more.
+func (e *Engine) dropPanesFrom(p *pair, prev *pairPane) {
+	if prev == nil {
+		e.freePairPanes(p, p.top.next)
+		p.retained -= p.top.conns
+		p.top = pairPane{next: -1}
+		return
+	}
+	e.freePairPanes(p, prev.next)
+	prev.next = -1
+}
+
 // freePairPanes frees the list of panes from q on, which must be p's.
 func (e *Engine) freePairPanes(p *pair, q int32) {
 	for q >= 0 {
@@ -559,14 +572,7 @@ func (e *Engine) sealPairs(T, tp, low int64, ids []int32) {
 		for pp := firstPane(p); pp != nil; pp = e.nextPane(pp) {
 			idx := int64(pp.idx)
 			if idx < low {
-				if prev == nil {
-					e.freePairPanes(p, p.top.next)
-					p.retained -= p.top.conns
-					p.top = pairPane{next: -1}
-				} else {
-					e.freePairPanes(p, prev.next)
-					prev.next = -1
-				}
+				e.dropPanesFrom(p, prev)
 				break
 			}
 			prev = pp
@@ -735,15 +741,7 @@ func (e *Engine) visitPair(id int32, T, tp, low int64, classDue, rowShapes uint8
 	for pp := firstPane(p); pp != nil; pp = e.nextPane(pp) {
 		idx := int64(pp.idx)
 		if idx < low {
-			// Free pp and everything older.
-			if prev == nil {
-				e.freePairPanes(p, p.top.next)
-				p.retained -= p.top.conns
-				p.top = pairPane{next: -1}
-			} else {
-				e.freePairPanes(p, prev.next)
-				prev.next = -1
-			}
+			e.dropPanesFrom(p, prev) // pp and everything older
 			break
 		}
 		if idx < tp && session {
