@@ -109,10 +109,7 @@ func (f *Frame) Unmarshal(data []byte) error {
 			m = consumeUnknown(num, typ, b)
 		}
 		if m < 0 {
-			if m == errCodeUTF8 {
-				return errUTF8
-			}
-			return errWireFormat
+			return consumeErr(m)
 		}
 		b = b[m:]
 	}
@@ -121,6 +118,14 @@ func (f *Frame) Unmarshal(data []byte) error {
 
 // errCodeUTF8 is consumeString's "not UTF-8", apart from protowire's codes.
 const errCodeUTF8 = -100
+
+// consumeErr is the error of a negative consume result.
+func consumeErr(m int) error {
+	if m == errCodeUTF8 {
+		return errUTF8
+	}
+	return errWireFormat
+}
 
 // consumeTag is protowire.ConsumeTag with proto.Unmarshal's checks: a
 // field number in range and no end-group tag outside a group.
@@ -262,10 +267,7 @@ func (f *Frame) decodeEvent(b []byte, fl *fields) error {
 			m = consumeUnknown(num, typ, b)
 		}
 		if m < 0 {
-			if m == errCodeUTF8 {
-				return errUTF8
-			}
-			return errWireFormat
+			return consumeErr(m)
 		}
 		b = b[m:]
 	}
