@@ -559,13 +559,11 @@ func (e *Engine) match(ctx context.Context, t int64, key stateKey) error {
 	for i := range sigs {
 		st.open.add(&sigs[i])
 	}
+	// Severity and confidence come from the matching rule's assessment;
+	// the detection keeps the identity of the rule that names it.
+	st.open.finish(r)
 	if inc := e.incidents[ik]; inc != nil && inc.b == st.open && inc.rule != key.rule {
-		// Severity and confidence come from the matching rule's
-		// assessment; the detection keeps the naming rule's identity.
-		st.open.finish(r)
 		st.open.rename(&e.rules[inc.rule])
-	} else {
-		st.open.finish(r)
 	}
 	if err := e.sink.Emit(ctx, Event{Kind: kind, Detection: st.open.d.clone()}); err != nil {
 		return fmt.Errorf("emit detection %s: %w", st.open.d.ID, err)
