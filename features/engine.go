@@ -56,8 +56,9 @@ type WindowOutput struct {
 	// have rows.
 	Windows []WindowBounds
 	// Hosts holds host_features rows (HostSchema), Pairs pair_features rows
-	// (PairSchema). Both are non-nil and may have zero rows. Rows are
-	// sorted by window length, then addresses and port.
+	// (PairSchema). Both are non-nil and may have zero rows, unless the
+	// engine was told nobody reads them (SkipRecords): then both are nil.
+	// Rows are sorted by window length, then addresses and port.
 	Hosts arrow.Record
 	Pairs arrow.Record
 	// Signals evaluated from those rows, sorted by type (declaration
@@ -173,6 +174,9 @@ type Engine struct {
 	// exhaustive turns every gate off (tests: gates must not change the
 	// output).
 	exhaustive bool
+	// skipRecords: no consumer reads the feature rows (SkipRecords), so
+	// they are counted but neither sorted nor built into Arrow records.
+	skipRecords bool
 
 	maxTS    int64
 	wm       int64
@@ -437,6 +441,15 @@ func ringSize(n int64) int {
 // means priors only. Not goroutine-safe: call it between Process calls.
 func (e *Engine) SetBaselines(b Baselines) { e.baselines = b }
 
+// SkipRecords tells the engine that no consumer reads WindowOutput.Hosts
+// and Pairs: they are nil from now on. Rows are still evaluated and
+// counted, signals are unchanged, and outputs are emitted at the same
+// ticks as before (a tick with rows but no signal is still emitted, so
+// whoever advances on outputs sees the same ends). `ndr replay
+// --no-store` uses it: building the records was a tenth of its CPU.
+// Not goroutine-safe: call it between Process calls.
+func (e *Engine) SkipRecords() { e.skipRecords = true }
+
 func (e *Engine) hostIdx(t int64) int64       { return floorDiv(t, e.g.hostPane) - e.hostBase }
 func (e *Engine) hostStart(idx int32) int64   { return (int64(idx) + e.hostBase) * e.g.hostPane }
 func (e *Engine) pairIdx(t int64) int32       { return int32(floorDiv(t, e.g.pairPane) - e.pairBase) }
@@ -590,6 +603,34 @@ func (e *Engine) tick(ctx context.Context, T int64) error {
 }
 
 func (e *Engine) flushTick(ctx context.Context, T int64) error {
+	out := &WindowOutput{End: T, Watermark: e.wm, Windows: slices.Clone(e.closed)}
+	if !e.skipRecords {
+		e.buildRecords(out)
+	}
+	slices.SortFunc(e.signals, compareSignals)
+	out.Signals = e.signals
+	e.stats.Windows++
+	e.stats.HostRows += uint64(len(e.hostRows))
+	e.stats.PairRows += uint64(len(e.pairRows))
+	e.stats.Signals += uint64(len(e.signals))
+	e.hostRows = e.hostRows[:0]
+	e.pairRows = e.pairRows[:0]
+	// The consumer owns the signals: start a fresh slice.
+	e.lastSignals = len(e.signals)
+	e.signals = make([]Signal, 0, e.lastSignals)
+	err := e.emit.Emit(ctx, out)
+	if out.Hosts != nil {
+		out.Hosts.Release()
+		out.Pairs.Release()
+	}
+	if err != nil {
+		return fmt.Errorf("features: emit window ending %s: %w", time.UnixMicro(T).UTC().Format(time.RFC3339), err)
+	}
+	return nil
+}
+
+// buildRecords sorts the tick's rows and builds out's Arrow records.
+func (e *Engine) buildRecords(out *WindowOutput) {
 	// Rows are sorted so that the output does not depend on arrival
 	// order or on internal ids: keys are copied next to the row index,
 	// so the sort touches no row.
@@ -609,7 +650,6 @@ func (e *Engine) flushTick(ctx context.Context, T int64) error {
 		})
 	}
 	slices.SortFunc(e.pairOrder, compareRowKeys)
-	slices.SortFunc(e.signals, compareSignals)
 
 	if e.hostRB == nil {
 		e.hostRB = array.NewRecordBuilder(e.alloc, HostSchema())
@@ -617,28 +657,8 @@ func (e *Engine) flushTick(ctx context.Context, T int64) error {
 	}
 	e.appendHostRows(e.hostRB, e.hostRows, e.hostOrder)
 	e.appendPairRows(e.pairRB, e.pairRows, e.pairOrder)
-	out := &WindowOutput{
-		End: T, Watermark: e.wm, Windows: slices.Clone(e.closed),
-		Hosts:   e.hostRB.NewRecord(),
-		Pairs:   e.pairRB.NewRecord(),
-		Signals: e.signals,
-	}
-	e.stats.Windows++
-	e.stats.HostRows += uint64(len(e.hostRows))
-	e.stats.PairRows += uint64(len(e.pairRows))
-	e.stats.Signals += uint64(len(e.signals))
-	e.hostRows = e.hostRows[:0]
-	e.pairRows = e.pairRows[:0]
-	// The consumer owns the signals: start a fresh slice.
-	e.lastSignals = len(e.signals)
-	e.signals = make([]Signal, 0, e.lastSignals)
-	err := e.emit.Emit(ctx, out)
-	out.Hosts.Release()
-	out.Pairs.Release()
-	if err != nil {
-		return fmt.Errorf("features: emit window ending %s: %w", time.UnixMicro(T).UTC().Format(time.RFC3339), err)
-	}
-	return nil
+	out.Hosts = e.hostRB.NewRecord()
+	out.Pairs = e.pairRB.NewRecord()
 }
 
 // rowKey is a row's sort key, compared field by field, and its index.

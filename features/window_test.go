@@ -732,3 +732,53 @@ func TestRowsTile(t *testing.T) {
 		}
 	}
 }
+
+// TestSkipRecordsChangesOnlyRecords: with SkipRecords the engine emits at
+// the same ticks, with the same windows, watermarks and signals, and nil
+// records; the rows are still counted.
+func TestSkipRecordsChangesOnlyRecords(t *testing.T) {
+	cfg := DefaultConfig()
+	conns := append(readFile(t, "testdata/reference/01-lateral-movement.ndjson"), streamWithAttacks(7, 5000)...)
+	want, wantSt := run(t, cfg, conns)
+
+	type tick struct {
+		end, wm  int64
+		windows  []WindowBounds
+		nSignals int
+	}
+	var got []tick
+	var sigs []Signal
+	e, err := NewEngine(cfg, EmitterFunc(func(_ context.Context, out *WindowOutput) error {
+		if out.Hosts != nil || out.Pairs != nil {
+			return fmt.Errorf("records built at %d despite SkipRecords", out.End)
+		}
+		got = append(got, tick{out.End, out.Watermark, out.Windows, len(out.Signals)})
+		sigs = append(sigs, out.Signals...)
+		return nil
+	}), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.SkipRecords()
+	if err := e.Process(context.Background(), conns); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want.outs) {
+		t.Fatalf("%d outputs, want %d", len(got), len(want.outs))
+	}
+	for i, o := range want.outs {
+		if g := got[i]; g.end != o.end || g.wm != o.watermark || g.nSignals != o.nSignals || !slices.Equal(g.windows, o.windows) {
+			t.Fatalf("output %d: got %+v, want end %d watermark %d windows %v signals %d", i, g, o.end, o.watermark, o.windows, o.nSignals)
+		}
+	}
+	if len(want.signals) == 0 || !slices.EqualFunc(sigs, want.signals, func(a, b Signal) bool { return fmt.Sprintf("%+v", a) == fmt.Sprintf("%+v", b) }) {
+		t.Errorf("signals differ (%d against %d)", len(sigs), len(want.signals))
+	}
+	st := e.Stats()
+	if st.HostRows != wantSt.HostRows || st.PairRows != wantSt.PairRows || st.Windows != wantSt.Windows {
+		t.Errorf("stats %d/%d rows, %d windows; want %d/%d, %d", st.HostRows, st.PairRows, st.Windows, wantSt.HostRows, wantSt.PairRows, wantSt.Windows)
+	}
+}

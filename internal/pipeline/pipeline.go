@@ -98,6 +98,9 @@ func NewAnalyzer(cfg Config, outs Outputs, log *slog.Logger, alloc memory.Alloca
 		return nil, fmt.Errorf("features: %w", err)
 	}
 	a.eng = eng
+	if outs.Features == nil {
+		eng.SkipRecords() // nobody reads the rows' Arrow records
+	}
 	if err := a.scorers(&cfg); err != nil {
 		return nil, err
 	}
