@@ -28,6 +28,8 @@ CH_TCP=$(port); CH_HTTP=$(port)
 sql() { curl -sfS "http://127.0.0.1:$CH_HTTP/" --data-binary "$1"; }
 now() { date +%s.%N; }
 calc() { python3 -c "print($1)"; }
+# proc_cpu PID: user + system CPU seconds of PID so far.
+proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
 field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" "$2" | tail -1; }
 
 PIDS=()
@@ -49,7 +51,8 @@ LINES=$(grep -vc '^#' "$LOG")
 say "input: $LOG, $LINES connections ($(du -m "$LOG" | cut -f1) MB), ndr gen --preset mixed --hosts 2000 --duration 24h"
 
 "$NDR" clickhouse --data-dir "$RUN/clickhouse" --tcp-port "$CH_TCP" --http-port "$CH_HTTP" >"$RUN/clickhouse.log" 2>&1 &
-PIDS+=($!)
+CH_PID=$!
+PIDS+=("$CH_PID")
 for _ in $(seq 100); do sql "SELECT 1" >/dev/null 2>&1 && break; sleep 0.2; done
 sql "SELECT 1" >/dev/null
 
@@ -63,6 +66,7 @@ start_serve() {
 		--drain-timeout 600s --pprof-addr "127.0.0.1:$(port)" >"$RUN/$db.serve.out" 2>"$RUN/$db.serve.err" &
 	SERVE_PID=$!
 	PIDS+=("$SERVE_PID")
+	CH_CPU0=$(proc_cpu "$CH_PID")
 	for _ in $(seq 300); do grep -q 'gRPC on' "$RUN/$db.serve.out" 2>/dev/null && return; sleep 0.1; done
 	say "serve did not start:"; cat "$RUN/$db.serve.err"; exit 1
 }
@@ -81,7 +85,8 @@ wait_rows() {
 # serve used so far (user + system, /proc/PID/stat) first.
 stop_serve() {
 	RSS_KB=$(awk '/VmHWM/{print $2}' "/proc/$SERVE_PID/status")
-	CPU_S=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$SERVE_PID/stat")
+	CPU_S=$(proc_cpu "$SERVE_PID")
+	CH_CPU_S=$(calc "round($(proc_cpu "$CH_PID")-$CH_CPU0,2)")
 	kill -TERM "$SERVE_PID"
 	wait "$SERVE_PID" || { say "serve failed:"; tail -5 "$RUN/$1.serve.err"; exit 1; }
 }
@@ -99,6 +104,7 @@ summary() {
 	say "  serve peak RSS $(calc "round($RSS_KB/1024)") MiB"
 	CPU_US=$(calc "round($CPU_S*1e6/max($rows,1),2)")
 	say "  serve CPU until the last row was stored: $CPU_S s, $CPU_US us per event (receive, decode, spool, INSERT, analysis)"
+	say "  ClickHouse CPU over the same time: $CH_CPU_S s, $(calc "round($CH_CPU_S*1e6/max($rows,1),2)") us per event (conn and feature rows, views, merges)"
 	[ "$rows" -eq "$ACKED" ] || { say "  MISMATCH: $rows rows stored, $ACKED acknowledged"; exit 1; }
 }
 
@@ -144,33 +150,56 @@ summary bench_send "$t0" "$tstored"
 SEND_STORED=$STORED_RATE; SEND_CPU=$CPU_US
 
 say ""
-say "== 4. ceiling: the same rows into the same ClickHouse alone (INSERT ... FORMAT Native over HTTP, one client)"
+CLIENTS=${BENCH_CEIL_CLIENTS:-$(nproc)}
+say "== 4. ceiling: the same rows into the same ClickHouse alone (INSERT ... FORMAT Native over HTTP; one client, then $CLIENTS at once)"
+# One dump for the single INSERT, and CLIENTS dumps of a share each (by a
+# hash of uid, so the shares are even) for the concurrent INSERTs. One
+# INSERT keeps ClickHouse on about one core; the ceiling is the better of
+# the two.
 sql "SELECT * FROM bench_send.conn FORMAT Native" >"$RUN/conn.native"
+for ((i = 0; i < CLIENTS; i++)); do
+	sql "SELECT * FROM bench_send.conn WHERE cityHash64(uid) % $CLIENTS = $i FORMAT Native" >"$RUN/conn.$i.native"
+done
 NATIVE_MB=$(du -m "$RUN/conn.native" | cut -f1)
-# ceiling_insert TABLE: times one INSERT of the dump; sets CEIL_RATE.
+# ceiling_insert TABLE N: times N concurrent INSERTs (N=1: the whole dump)
+# and the ClickHouse CPU they take; sets CEIL_RATE.
 ceiling_insert() {
-	local t0 t1 rows
+	local t0 t1 rows c0 c1 pids=()
+	c0=$(proc_cpu "$CH_PID")
 	t0=$(now)
-	curl -sfS "http://127.0.0.1:$CH_HTTP/?query=INSERT%20INTO%20$1%20FORMAT%20Native" --data-binary @"$RUN/conn.native"
+	if [ "$2" = 1 ]; then
+		curl -sfS "http://127.0.0.1:$CH_HTTP/?query=INSERT%20INTO%20$1%20FORMAT%20Native" --data-binary @"$RUN/conn.native"
+	else
+		for ((i = 0; i < $2; i++)); do
+			curl -sfS "http://127.0.0.1:$CH_HTTP/?query=INSERT%20INTO%20$1%20FORMAT%20Native" --data-binary @"$RUN/conn.$i.native" &
+			pids+=($!)
+		done
+		for p in "${pids[@]}"; do wait "$p" || { say "ceiling INSERT failed"; exit 1; }; done
+	fi
 	t1=$(now)
+	c1=$(proc_cpu "$CH_PID")
 	rows=$(sql "SELECT count() FROM $1")
 	CEIL_RATE=$(calc "round($rows/($t1-$t0))")
-	say "  $1: $rows rows ($NATIVE_MB MB Native) in $(calc "round($t1-$t0,1)") s: $CEIL_RATE rows/s"
+	say "  $1, $2 client(s): $rows rows ($NATIVE_MB MB Native) in $(calc "round($t1-$t0,1)") s: $CEIL_RATE rows/s; ClickHouse CPU $(calc "round(($c1-$c0)/($t1-$t0),2)") cores, $(calc "round(($c1-$c0)*1e6/$rows,2)") us per row"
 }
 # As serve stores them: ndr's schema, so ndr.conn's materialized views
 # (host_hour, dst_prevalence) run too. serve creates the schema and stops.
 ACKED=0
 start_serve bench_ceiling
 stop_serve bench_ceiling
-ceiling_insert bench_ceiling.conn
-CEIL=$CEIL_RATE
+ceiling_insert bench_ceiling.conn 1
+CEIL1=$CEIL_RATE
+start_serve bench_ceilingn
+stop_serve bench_ceilingn
+ceiling_insert bench_ceilingn.conn "$CLIENTS"
+CEIL=$(calc "max($CEIL1, $CEIL_RATE)")
 # The bare table: same columns, codecs and order, no views.
 sql "CREATE DATABASE bench_bare"
 sql "CREATE TABLE bench_bare.conn AS bench_send.conn"
-ceiling_insert bench_bare.conn
+ceiling_insert bench_bare.conn "$CLIENTS"
 BARE=$CEIL_RATE
 say "  (serve also stores about 0.7 feature rows per event in pair_features and host_features; neither ceiling does)"
-rm -f "$RUN/conn.native"
+rm -f "$RUN"/conn*.native
 
 say ""
 say "== 5. ndr replay --no-store on the same file"
@@ -197,6 +226,7 @@ say "== summary (targets from issue 6)"
 printf '  %-52s %12s   %s\n' "loadgen through serve, stored end to end (ev/s)" "$LG_STORED" ">= 500000"
 printf '  %-52s %12s   %s\n' "send of the 24 h log, stored end to end (ev/s)" "$SEND_STORED" ">= 500000"
 printf '  %-52s %12s\n' "ClickHouse-alone ceiling, same rows, ndr schema (rows/s)" "$CEIL"
+printf '  %-52s %12s\n' "  of which one client alone (rows/s)" "$CEIL1"
 printf '  %-52s %12s\n' "  the same into a bare table, no views (rows/s)" "$BARE"
 printf '  %-52s %12s   %s\n' "ratio loadgen / ceiling" "$(calc "round($LG_STORED/$CEIL,2)")" ">= 0.7"
 printf '  %-52s %12s   %s\n' "ratio send / ceiling" "$(calc "round($SEND_STORED/$CEIL,2)")" ">= 0.7"
