@@ -152,8 +152,10 @@ func Serve(ctx context.Context, opts ServeOptions) error {
 		if errors.Is(err, ErrExited) {
 			return err
 		}
-		// ctx ended before ready: stop what started.
-		return errors.Join(err, stopServer(ctx, ep, exited, logger))
+		// ctx ended before this process saw the server ready: a stop was
+		// asked for (SIGTERM), which is a clean end. The parent may have
+		// seen it ready first and already be shutting it down.
+		return stopServer(ctx, ep, exited, logger)
 	}
 	logger.Info("clickhouse ready", "tcp", ep.TCPAddr(), "http", ep.HTTPAddr(), "dsn", ep.DSN(DefaultDatabase))
 	if opts.Ready != nil {
