@@ -171,6 +171,21 @@ func (l *Learner) Observe(conns []ingest.Conn) {
 	}
 }
 
+// MayFit reports whether Observe(conns) could fit and install a snapshot:
+// whether a connection in conns starts an hour after the newest one seen.
+// False means Observe will leave the registry as it is, which lets a
+// caller run Observe beside readers of the registry without changing what
+// they read. It errs towards true (it ignores which connections Observe
+// would skip).
+func (l *Learner) MayFit(conns []ingest.Conn) bool {
+	for i := range conns {
+		if floorDiv(conns[i].TS, microsPerHour) > l.newest {
+			return true
+		}
+	}
+	return false
+}
+
 func (l *Learner) add(c *ingest.Conn) {
 	l.stats.Conns++
 	if !c.OrigH.IsValid() || !c.RespH.IsValid() || !l.internal(c.OrigH, c.LocalOrig) {

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"runtime"
 	"slices"
 
 	"github.com/apache/arrow/go/v17/arrow/memory"
@@ -67,10 +68,17 @@ type Config struct {
 	// OnBeaconScore, when set, sees every scored beacon pair (the quality
 	// benchmark's ROC); see beacon.Options.OnScore.
 	OnBeaconScore func(src, dst netip.Addr, port uint16, at int64, r *beacon.Result)
+	// Serial runs Layer 1 and everything else on the caller's goroutine
+	// one after the other. By default, with more than one CPU, Process
+	// runs Layer 1 beside the rest (see Process); the outputs are the
+	// same either way.
+	Serial bool
 }
 
 // Analyzer runs Layer 1 and Layer 2 over batches of connections. Like the
-// engines inside it, it belongs to one goroutine.
+// engines inside it, it belongs to one goroutine: Process, Flush and the
+// Stats methods must not be called concurrently. Process may use a second
+// goroutine internally; it has finished with it when Process returns.
 type Analyzer struct {
 	eng    *features.Engine
 	corr   *scoring.Engine
@@ -79,6 +87,11 @@ type Analyzer struct {
 	upload *upload.Scorer
 	outs   Outputs
 	log    *slog.Logger
+
+	parallel bool
+	// windows, while a parallel Process runs, takes Layer 1's outputs to
+	// the other goroutine; nil otherwise (window then runs them in line).
+	windows chan *features.WindowOutput
 }
 
 // NewAnalyzer builds the engines. alloc is the Arrow allocator (nil: Go's).
@@ -86,7 +99,7 @@ func NewAnalyzer(cfg Config, outs Outputs, log *slog.Logger, alloc memory.Alloca
 	if alloc == nil {
 		alloc = memory.NewGoAllocator()
 	}
-	a := &Analyzer{outs: outs, log: log}
+	a := &Analyzer{outs: outs, log: log, parallel: !cfg.Serial && runtime.GOMAXPROCS(0) > 1}
 	cfg.Scoring.Logger = log
 	corr, err := scoring.NewEngine(cfg.Rules, scoring.SinkFunc(a.detection), cfg.Scoring)
 	if err != nil {
@@ -166,10 +179,25 @@ func (p registryPrevalence) Sources(dst netip.Addr) (int, bool) {
 	return n, ok
 }
 
-// window is Layer 1's emitter: it advances Layer 2's scorers to the
-// window's end (Layer 1's watermark: every connection before it has been
-// added), stores rows and both layers' signals, then correlates them.
+// window is Layer 1's emitter. During a parallel Process it hands out to
+// the other goroutine (keeping its records: the engine releases them when
+// window returns); otherwise it handles out in line.
 func (a *Analyzer) window(ctx context.Context, out *features.WindowOutput) error {
+	if a.windows == nil {
+		return a.handle(ctx, out)
+	}
+	if out.Hosts != nil {
+		out.Hosts.Retain()
+		out.Pairs.Retain()
+	}
+	a.windows <- out
+	return nil
+}
+
+// handle advances Layer 2's scorers to the window's end (Layer 1's
+// watermark: every connection before it has been added), stores rows and
+// both layers' signals, then correlates them.
+func (a *Analyzer) handle(ctx context.Context, out *features.WindowOutput) error {
 	var errs []error
 	l2, err := a.advanceScorers(ctx, out.End)
 	if err != nil {
@@ -221,17 +249,61 @@ func (a *Analyzer) detection(ctx context.Context, ev scoring.Event) error {
 	return errors.Join(errs...)
 }
 
-// Process analyses a batch of connections. With event-time learning the
-// batch first feeds the Learner, which refits (over complete hours only)
-// when event time has advanced enough.
+// Process analyses a batch of connections. The batch first feeds Layer 2's
+// scorers, which only record here (Layer 1's windows advance them), and,
+// with event-time learning, the Learner, which refits (over complete hours
+// only) when event time has advanced enough. Then Layer 1 runs over it.
+//
+// In parallel (the default with more than one CPU), Layer 1 runs on the
+// calling goroutine while another one feeds the scorers and the Learner
+// and then handles Layer 1's outputs in order as they come. The outputs
+// are the same as in serial, because the two share nothing but the
+// baseline registry: when the Learner may install a snapshot during this
+// batch (Learner.MayFit), Layer 1 waits until it has. conns is only read.
+// One difference: in serial, an output's error stops Layer 1 at the
+// connection that closed the window; in parallel Layer 1 goes on to the
+// end of the batch. Either way the error is returned.
 func (a *Analyzer) Process(ctx context.Context, conns []ingest.Conn) error {
-	// Layer 2's scorers only record here; Layer 1's windows advance them.
+	if !a.parallel {
+		a.record(conns)
+		return a.eng.Process(ctx, conns)
+	}
+	wait := a.learn != nil && a.learn.MayFit(conns)
+	windows := make(chan *features.WindowOutput, 64)
+	recorded := make(chan struct{})
+	handled := make(chan error, 1)
+	go func() {
+		a.record(conns)
+		close(recorded)
+		var errs []error
+		for out := range windows {
+			if err := a.handle(ctx, out); err != nil {
+				errs = append(errs, err)
+			}
+			if out.Hosts != nil {
+				out.Hosts.Release()
+				out.Pairs.Release()
+			}
+		}
+		handled <- errors.Join(errs...)
+	}()
+	if wait {
+		<-recorded
+	}
+	a.windows = windows
+	err := a.eng.Process(ctx, conns)
+	a.windows = nil
+	close(windows)
+	return errors.Join(err, <-handled)
+}
+
+// record feeds a batch to Layer 2's scorers and the Learner.
+func (a *Analyzer) record(conns []ingest.Conn) {
 	a.beacon.Add(conns)
 	a.upload.Add(conns)
 	if a.learn != nil {
 		a.learn.Observe(conns)
 	}
-	return a.eng.Process(ctx, conns)
 }
 
 // LearnerStats are the event-time learner's counters (zero without one).
