@@ -128,4 +128,3 @@ func TestParallelMatchesSerial(t *testing.T) {
 	}
 	t.Logf("%d conns, %d output lines, %d detection events, %d fits: identical", len(conns), len(want), dets, wantSt.Fits)
 }
-
