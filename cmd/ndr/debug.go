@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,9 +13,21 @@ import (
 	"time"
 )
 
-// startCPUProfile profiles the process into file until stop is called.
-func startCPUProfile(file string) (stop func(), err error) {
-	f, err := os.Create(file)
+// cpuProfile is a command's --cpuprofile flag.
+type cpuProfile struct{ file *string }
+
+// registerCPUProfile adds --cpuprofile to fs.
+func registerCPUProfile(fs *flag.FlagSet) cpuProfile {
+	return cpuProfile{fs.String("cpuprofile", "", "write a Go CPU profile of the run to this file (go tool pprof)")}
+}
+
+// start profiles the process into the flag's file, if one was given,
+// until stop is called (a no-op without a file).
+func (p cpuProfile) start() (stop func(), err error) {
+	if *p.file == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(*p.file)
 	if err != nil {
 		return nil, fmt.Errorf("cpu profile: %w", err)
 	}

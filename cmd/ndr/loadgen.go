@@ -36,17 +36,15 @@ func runLoadgen(ctx context.Context, args []string, env *environment) error {
 	watch := fs.Bool("watch", true, "watch DetectionService and report event-to-detection latency")
 	grace := fs.Duration("watch-grace", 3*time.Second, "after sending, how long to keep watching for detections")
 	lateness := fs.Duration("lateness", 30*time.Second, "serve's allowed lateness (features config), to tell when a window could close")
-	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the run to this file (go tool pprof)")
+	prof := registerCPUProfile(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *cpuProfile != "" {
-		stop, err := startCPUProfile(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer stop()
+	stopProfile, err := prof.start()
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	if fs.NArg() > 0 {
 		return usageErr("unexpected arguments %q", fs.Args())
 	}

@@ -26,17 +26,15 @@ func runReplay(ctx context.Context, args []string, env *environment) error {
 	sensor := fs.String("sensor", "replay", "sensor id recorded on every event")
 	batchSize := fs.Int("batch-size", 8192, "events per batch")
 	out := fs.String("out", "", "write detections as JSON lines to this file (- for stdout)")
-	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the run to this file (go tool pprof)")
+	prof := registerCPUProfile(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *cpuProfile != "" {
-		stop, err := startCPUProfile(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer stop()
+	stopProfile, err := prof.start()
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	if fs.NArg() == 0 {
 		return usageErr("no files given")
 	}
