@@ -22,9 +22,8 @@ NDR_B=${NDR_B:-$NDR}
 SECS=${AB_SECONDS:-20}
 DIR=${AB_DIR:-$(mktemp -d /tmp/ndr-ab.XXXXXX)}
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
-calc() { python3 -c "print($1)"; }
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 CH_TCP=$(port); CH_HTTP=$(port)
 "$NDR" clickhouse --data-dir "$DIR/ch" --tcp-port "$CH_TCP" --http-port "$CH_HTTP" >"$DIR/ch.log" 2>&1 &

@@ -23,13 +23,11 @@ RUN="$DIR/run"
 rm -rf "$RUN" && mkdir -p "$RUN"
 
 say() { printf '%s\n' "$*"; }
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 CH_TCP=$(port); CH_HTTP=$(port)
 sql() { curl -sfS "http://127.0.0.1:$CH_HTTP/" --data-binary "$1"; }
 now() { date +%s.%N; }
-calc() { python3 -c "print($1)"; }
-# proc_cpu PID: user + system CPU seconds of PID so far.
-proc_cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14+$15)/hz}' "/proc/$1/stat"; }
 field() { sed -n "s/.*[ ]$1=\([^ ]*\).*/\1/p" "$2" | tail -1; }
 
 PIDS=()
