@@ -78,13 +78,17 @@ func TestParallelMatchesSerial(t *testing.T) {
 		var reg baseline.Registry
 		lc := baseline.DefaultLearnerConfig()
 		lc.MinHistory, lc.RefitEvery = 6*time.Hour, time.Hour
-		cfg := Config{Features: features.DefaultConfig(), Rules: rules, Baselines: &reg, Learn: &lc}
+		cfg := Config{Features: features.DefaultConfig(), Rules: rules, Baselines: &reg, Learn: &lc, Serial: !parallel}
 		tr := &transcript{}
 		an, err := NewAnalyzer(cfg, Outputs{Signals: tr, Features: tr, Detections: []scoring.Sink{tr}}, slog.New(slog.DiscardHandler), mem)
 		if err != nil {
 			t.Fatal(err)
 		}
-		an.parallel = parallel
+		if parallel {
+			an.parallel = true // even where GOMAXPROCS is 1
+		} else if an.parallel {
+			t.Fatal("Config.Serial did not make the Analyzer serial")
+		}
 		for i := 0; i < len(conns); i += 3000 {
 			if err := an.Process(t.Context(), conns[i:min(i+3000, len(conns))]); err != nil {
 				t.Fatal(err)
