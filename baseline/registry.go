@@ -44,6 +44,18 @@ func (r *Registry) Version() uint64 {
 	return 0
 }
 
+// Prevalence is the current snapshot's count of internal hosts that
+// contacted dst; ok is false before the first snapshot or for a
+// destination the snapshot does not hold (see Snapshot.Prevalence).
+func (r *Registry) Prevalence(dst netip.Addr) (internalHosts int, ok bool) {
+	s := r.cur.Load()
+	if s == nil {
+		return 0, false
+	}
+	n, _, ok := s.Prevalence(dst)
+	return n, ok
+}
+
 // SpikeWindows are the lengths of Layer 1's spike windows (the features
 // config's connection_spike and outbound_spike window sizes).
 type SpikeWindows struct {

@@ -170,14 +170,7 @@ func (a *Analyzer) scorers(cfg *Config) error {
 // as the beacon Tracker asks for it.
 type registryPrevalence struct{ reg *baseline.Registry }
 
-func (p registryPrevalence) Sources(dst netip.Addr) (int, bool) {
-	s := p.reg.Current()
-	if s == nil {
-		return 0, false
-	}
-	n, _, ok := s.Prevalence(dst)
-	return n, ok
-}
+func (p registryPrevalence) Sources(dst netip.Addr) (int, bool) { return p.reg.Prevalence(dst) }
 
 // window is Layer 1's emitter. During a parallel Process it hands out to
 // the other goroutine (keeping its records: the engine releases them when

@@ -71,11 +71,4 @@ func (b registryBaseline) ExpectUpload(host netip.Addr, end int64, value float64
 	}, true
 }
 
-func (b registryBaseline) Prevalence(dst netip.Addr) (int, bool) {
-	s := b.reg.Current()
-	if s == nil {
-		return 0, false
-	}
-	n, _, ok := s.Prevalence(dst)
-	return n, ok
-}
+func (b registryBaseline) Prevalence(dst netip.Addr) (int, bool) { return b.reg.Prevalence(dst) }
